@@ -1,0 +1,47 @@
+# invoicesync — every target installs what it needs into .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export INVOICESYNC_HOME ?= $(CURDIR)/.invoicesync
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install test lint demo dev bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+## test: the whole test suite (unit, sandbox over loopback, Dagster assets)
+test: install
+	$(BIN)/pytest -n 2 -q
+
+## lint: ruff, formatting, and both Dagster definition checks
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/dagster definitions validate -w workspace.yaml
+	$(BIN)/dg check defs
+
+## demo: seed the sandbox, run the pipeline for the seeded days, print a summary
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m invoicesync_dagster.demo
+
+## dev: the Dagster UI on http://127.0.0.1:3000 against the sandbox
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	scripts/dev.sh
+
+## bench: the ingestion benchmark (prints figures)
+bench: install
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(INVOICESYNC_HOME) $(DAGSTER_HOME) .pytest_cache .ruff_cache

@@ -1,0 +1,163 @@
+"""Stripe → DuckDB, one Europe/Bucharest day per partition.
+
+Each asset stages the day's objects (created that day, plus older ones whose state changed that
+day) and then replaces the day's rows in one transaction: re-materializing a day is idempotent.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from invoicesync_dagster.defs.partitions import daily_partitions, partition_day, window_seconds
+from invoicesync_dagster.defs.resources import StripeResource, WarehouseResource
+from invoicesync_dagster.defs.stripe.staging import stage_partition
+from invoicesync_dagster.warehouse.stripe import STRIPE_TABLES, partition_summary, replace_partition
+
+_SPEC = {"group_name": "stripe", "kinds": {"stripe", "duckdb"}, "owners": ["team:billing"]}
+_COMMON = {**_SPEC, "partitions_def": daily_partitions, "pool": "stripe_api"}
+_PROGRESS_EVERY_SECONDS = 5.0
+
+
+def _ingest(
+    context: dg.AssetExecutionContext,
+    stripe: StripeResource,
+    warehouse: WarehouseResource,
+    resource: str,
+    *,
+    also_ids: Iterable[str] = (),
+) -> dict[str, object]:
+    """Stage and load one resource for the run's partition; returns materialization metadata."""
+    window = context.partition_time_window
+    day = partition_day(window)
+    last_log = time.monotonic()
+
+    def progress(message: str) -> None:
+        nonlocal last_log
+        if time.monotonic() - last_log >= _PROGRESS_EVERY_SECONDS:
+            context.log.info(message)
+            last_log = time.monotonic()
+
+    with tempfile.TemporaryDirectory(prefix=f"invoicesync-{resource}-") as tmp:
+        staged = stage_partition(
+            stripe.reader(),
+            resource,
+            window_seconds(window),
+            Path(tmp),
+            now=int(time.time()),
+            lookback_days=stripe.lookback_days,
+            also_ids=also_ids,
+            on_progress=progress,
+        )
+        with warehouse.connect() as connection:
+            rows = replace_partition(
+                connection, resource, day, staged.objects, extra_lines=staged.extra_lines
+            )
+            by_currency, preview = partition_summary(connection, resource, day)
+    context.log.info(
+        f"{STRIPE_TABLES[resource].table} {day}: {staged.created_in_window} created that day, "
+        f"{staged.changed_earlier} older objects changed or referenced"
+    )
+    return {
+        "dagster/row_count": rows,
+        "created_in_window": staged.created_in_window,
+        "changed_earlier": staged.changed_earlier,
+        "window": f"{window.start.isoformat()} .. {window.end.isoformat()}",
+        "amounts_by_currency_minor_units": dg.MetadataValue.json(by_currency),
+        "preview": dg.MetadataValue.md(_markdown(preview)),
+    }
+
+
+def _markdown(rows: list[dict[str, object]]) -> str:
+    if not rows:
+        return "_no rows_"
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "stripe_invoices",
+            description="Stripe invoices created on the day or whose state changed that day "
+            "(finalized, paid, voided); current state, amounts in minor units.",
+            **_SPEC,
+        ),
+        dg.AssetSpec(
+            "stripe_invoice_lines",
+            description="The line items of those invoices, one row per line.",
+            deps=["stripe_invoices"],
+            **_SPEC,
+        ),
+    ],
+    partitions_def=daily_partitions,
+    pool="stripe_api",
+)
+def stripe_invoices(
+    context: dg.AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource
+) -> Iterable[dg.MaterializeResult]:
+    metadata = _ingest(context, stripe, warehouse, "invoices")
+    yield dg.MaterializeResult(asset_key="stripe_invoices", metadata=metadata)
+    with warehouse.connect() as connection:
+        (lines,) = connection.execute(  # type: ignore[misc]
+            "SELECT count(*) FROM stripe_invoice_lines WHERE partition_date = ?",
+            [partition_day(context.partition_time_window)],
+        ).fetchone()
+    yield dg.MaterializeResult(
+        asset_key="stripe_invoice_lines", metadata={"dagster/row_count": int(lines)}
+    )
+
+
+@dg.asset(
+    description="Stripe charges created on the day or refunded/captured that day. Charges "
+    "without an invoice are billed on their own.",
+    **_COMMON,
+)
+def stripe_charges(
+    context: dg.AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=_ingest(context, stripe, warehouse, "charges"))
+
+
+@dg.asset(description="Stripe refunds created on the day.", **_COMMON)
+def stripe_refunds(
+    context: dg.AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=_ingest(context, stripe, warehouse, "refunds"))
+
+
+@dg.asset(description="Stripe credit notes created or voided on the day.", **_COMMON)
+def stripe_credit_notes(
+    context: dg.AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=_ingest(context, stripe, warehouse, "credit_notes"))
+
+
+@dg.asset(
+    description="Stripe customers created on the day, updated that day, or billed that day "
+    "(with their tax ids), so every invoice and charge of the day has its buyer.",
+    deps=["stripe_invoices", "stripe_charges"],
+    **_COMMON,
+)
+def stripe_customers(
+    context: dg.AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    day = partition_day(context.partition_time_window)
+    with warehouse.connect() as connection:
+        billed = [
+            customer
+            for (customer,) in connection.execute(
+                "SELECT customer FROM stripe_invoices WHERE partition_date = ? "
+                "AND customer IS NOT NULL UNION "
+                "SELECT customer FROM stripe_charges WHERE partition_date = ? "
+                "AND customer IS NOT NULL",
+                [day, day],
+            ).fetchall()
+        ]
+    return dg.MaterializeResult(
+        metadata=_ingest(context, stripe, warehouse, "customers", also_ids=billed)
+    )

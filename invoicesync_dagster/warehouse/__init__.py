@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: schema, short-lived connections and every SQL statement of the project."""
