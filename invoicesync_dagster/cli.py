@@ -227,8 +227,12 @@ def sandbox_serve(
 ) -> None:
     """Serve the sandbox until interrupted (Ctrl-C)."""
     from invoicesync_dagster.sandbox.server import SandboxServer
+    from invoicesync_dagster.sandbox.stripe_fake import FixtureError
 
-    server = SandboxServer(port=port, latency_ms=latency_ms, stripe_fixtures=stripe_fixtures)
+    try:
+        server = SandboxServer(port=port, latency_ms=latency_ms, stripe_fixtures=stripe_fixtures)
+    except (FixtureError, OSError) as error:
+        raise CliError(f"sandbox not started: {error}") from None
     click.echo(f"Sandbox listening on {server.url}  (STRIPE_API_BASE={server.url})", err=True)
     if port_file:
         port_file.write_text(str(server.port))

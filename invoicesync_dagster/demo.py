@@ -97,7 +97,8 @@ def _summary(database: Path) -> None:
     print()
     print("Tables: " + ", ".join(f"{name} ({count})" for name, count in totals))
     print(f"DuckDB file: {database}")
-    print(f"Query it:    .venv/bin/duckdb -readonly {database} \"SELECT status, count(*) FROM stripe_invoices GROUP BY 1\"")
+    query = "SELECT status, count(*) FROM stripe_invoices GROUP BY 1"
+    print(f'Query it:    .venv/bin/duckdb -readonly {database} "{query}"')
     print("Open the UI: make dev   (then http://127.0.0.1:3000)")
 
 

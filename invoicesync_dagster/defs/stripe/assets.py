@@ -4,8 +4,6 @@ Each asset stages the day's objects (created that day, plus older ones whose sta
 day) and then replaces the day's rows in one transaction: re-materializing a day is idempotent.
 """
 
-from __future__ import annotations
-
 import tempfile
 import time
 from collections.abc import Iterable
@@ -59,6 +57,12 @@ def _ingest(
                 connection, resource, day, staged.objects, extra_lines=staged.extra_lines
             )
             by_currency, preview = partition_summary(connection, resource, day)
+    if staged.missing:
+        context.log.warning(
+            f"{len(staged.missing)} {resource} referenced on {day} are unknown to Stripe and "
+            f"were skipped: {', '.join(staged.missing[:20])}. Check that STRIPE_API_KEY belongs "
+            "to the account that issued them; deleted objects cannot be documented."
+        )
     context.log.info(
         f"{STRIPE_TABLES[resource].table} {day}: {staged.created_in_window} created that day, "
         f"{staged.changed_earlier} older objects changed or referenced"
@@ -67,6 +71,7 @@ def _ingest(
         "dagster/row_count": rows,
         "created_in_window": staged.created_in_window,
         "changed_earlier": staged.changed_earlier,
+        "missing_in_stripe": dg.MetadataValue.json(staged.missing),
         "window": f"{window.start.isoformat()} .. {window.end.isoformat()}",
         "amounts_by_currency_minor_units": dg.MetadataValue.json(by_currency),
         "preview": dg.MetadataValue.md(_markdown(preview)),

@@ -72,6 +72,8 @@ class StagedPartition:
     ids: set[str] = field(default_factory=set)
     # Invoices whose embedded `lines` list was cut at Stripe's page size.
     long_invoices: list[str] = field(default_factory=list)
+    # Referenced or changed ids that Stripe does not know (deleted objects, foreign accounts).
+    missing: list[str] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -103,11 +105,13 @@ def stage_partition(
             changed = _changed_by_events(reader, resource, start, end)
         else:
             changed = _changed_by_lookback(reader, resource, start, end, lookback_days)
-        missing = (set(changed) | set(also_ids)) - staged.ids
-        for obj in reader.retrieve_many(resource, sorted(missing), expand=expand):
+        to_fetch = (changed | set(also_ids)) - staged.ids
+        for obj in reader.retrieve_many(
+            resource, sorted(to_fetch), expand=expand, missing=staged.missing
+        ):
             _write(sink, [obj], staged)
             staged.changed_earlier += 1
-        if missing:
+        if to_fetch:
             on_progress(f"{resource}: {staged.changed_earlier} older objects changed or referenced")
     if staged.long_invoices:
         staged.extra_lines = _stage_long_invoice_lines(reader, staged.long_invoices, out_dir)
@@ -176,7 +180,7 @@ def _stage_long_invoice_lines(reader: StripeReader, invoice_ids: list[str], out_
     path = out_dir / "invoice_lines.ndjson"
     with path.open("w", encoding="utf-8") as sink:
         for invoice_id in invoice_ids:
-            for line in reader.list_all(f"invoices/{invoice_id}/lines"):
+            for line in reader.list_lines("invoices", invoice_id):
                 sink.write(json.dumps({**line, "invoice": invoice_id}, ensure_ascii=False))
                 sink.write("\n")
     return path
