@@ -23,8 +23,24 @@ from invoicesync_dagster.settings import Settings, SettingsError, load_settings
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
 # Stripe amounts are in the currency's minor unit; these currencies have none.
-_ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX",
-                 "VND", "VUV", "XAF", "XOF", "XPF"}  # fmt: skip
+_ZERO_DECIMAL = {
+    "BIF",
+    "CLP",
+    "DJF",
+    "GNF",
+    "JPY",
+    "KMF",
+    "KRW",
+    "MGA",
+    "PYG",
+    "RWF",
+    "UGX",
+    "VND",
+    "VUV",
+    "XAF",
+    "XOF",
+    "XPF",
+}
 
 
 class CliError(click.ClickException):
@@ -79,7 +95,7 @@ def emit(rows: Sequence[dict[str, Any]], output: Path | None, *, title: str) -> 
     """Rows as a table on stdout, or as JSON/CSV in `output` (by extension)."""
     if output is None:
         if rows:
-            click.echo(tabulate(rows, headers="keys", tablefmt="simple"))
+            click.echo(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
         click.echo(f"{len(rows)} {title}")
         return
     suffix = output.suffix.lower()
@@ -96,9 +112,11 @@ def emit(rows: Sequence[dict[str, Any]], output: Path | None, *, title: str) -> 
 
 
 _output_option = click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Write the result to FILE.json or FILE.csv instead of printing a table.",
-)  # fmt: skip
+)
 
 
 # --- stripe ----------------------------------------------------------------------------------
@@ -181,14 +199,20 @@ def _charge_row(charge: dict[str, Any]) -> dict[str, Any]:
 def _listing_options(statuses: Iterable[str]) -> Callable[[Callable[..., None]], Any]:
     def decorate(function: Callable[..., None]) -> Any:
         options = [
-            click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]),
-                         help="First day (Europe/Bucharest), default: --end-date."),
-            click.option("--end-date", type=click.DateTime(["%Y-%m-%d"]),
-                         help="Last day, inclusive (default: yesterday)."),
+            click.option(
+                "--start-date",
+                type=click.DateTime(["%Y-%m-%d"]),
+                help="First day (Europe/Bucharest), default: --end-date.",
+            ),
+            click.option(
+                "--end-date",
+                type=click.DateTime(["%Y-%m-%d"]),
+                help="Last day, inclusive (default: yesterday).",
+            ),
             click.option("--status", type=click.Choice(list(statuses))),
             click.option("--customer-id", help="Only this Stripe customer (cus_…)."),
             _output_option,
-        ]  # fmt: skip
+        ]
         for option in reversed(options):
             function = option(function)
         return function
@@ -216,12 +240,23 @@ def sandbox() -> None:
 
 @sandbox.command("serve")
 @click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
-@click.option("--stripe-fixtures", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Stripe objects to load, one JSON object per line.")  # fmt: skip
-@click.option("--latency-ms", type=int, default=0, show_default=True,
-              help="Delay added to every request, to make benchmarks realistic.")  # fmt: skip
-@click.option("--port-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the chosen port to this file once listening (for scripts).")  # fmt: skip
+@click.option(
+    "--stripe-fixtures",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Stripe objects to load, one JSON object per line.",
+)
+@click.option(
+    "--latency-ms",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Delay added to every request, to make benchmarks realistic.",
+)
+@click.option(
+    "--port-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the chosen port to this file once listening (for scripts).",
+)
 def sandbox_serve(
     port: int, stripe_fixtures: Path | None, latency_ms: int, port_file: Path | None
 ) -> None:
@@ -249,8 +284,11 @@ def sandbox_serve(
 @click.option("--seed", "seed_value", type=int, default=7, show_default=True)
 @click.option("--invoices-per-day", type=click.IntRange(0), default=20, show_default=True)
 @click.option("--charges-per-day", type=click.IntRange(0), default=5, show_default=True)
-@click.option("--end-date", type=click.DateTime(["%Y-%m-%d"]),
-              help="Last seeded day (default: yesterday, Europe/Bucharest).")  # fmt: skip
+@click.option(
+    "--end-date",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Last seeded day (default: yesterday, Europe/Bucharest).",
+)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def sandbox_seed(
     days: int,
@@ -298,9 +336,11 @@ def doctor() -> None:
             True, "configuration", f"company {settings.company_name} (CUI {settings.company_cui})"
         )
     except SettingsError as error:
-        report(False, "configuration", "\n" + "\n".join(
-            f"    {name}: {message}" for name, message in error.problems.items()
-        ))  # fmt: skip
+        report(
+            False,
+            "configuration",
+            "\n" + "\n".join(f"    {name}: {message}" for name, message in error.problems.items()),
+        )
         try:
             settings = Settings()
         except ValidationError:
@@ -331,3 +371,7 @@ def doctor() -> None:
             report(False, "stripe", str(error))
     if failures:
         raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

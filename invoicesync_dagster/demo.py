@@ -45,9 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     counts = seed.write_jsonl(
         fixtures, seed.generate(args.days, seed=args.seed, invoices_per_day=args.invoices_per_day)
     )
-    print(f"Seeded {args.days} days into {fixtures}: " + ", ".join(
-        f"{n} {kind}" for kind, n in sorted(counts.items())
-    ))  # fmt: skip
+    print(
+        f"Seeded {args.days} days into {fixtures}: "
+        + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+    )
 
     started = time.monotonic()
     with SandboxServer(stripe_fixtures=fixtures) as server:

@@ -26,7 +26,13 @@ from invoicesync_dagster.sandbox import stripe_objects as so
 from invoicesync_dagster.sandbox.server import SandboxServer
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
-ALL_ASSETS = [stripe_invoices, stripe_charges, stripe_refunds, stripe_credit_notes, stripe_customers]
+ALL_ASSETS = [
+    stripe_invoices,
+    stripe_charges,
+    stripe_refunds,
+    stripe_credit_notes,
+    stripe_customers,
+]
 
 
 def at(day: date, hour: int = 12, minute: int = 0) -> int:
@@ -46,9 +52,13 @@ class Scenario:
     def customer(self, created: int, name: str = "Popescu & Fiii S.R.L.") -> dict[str, Any]:
         address = so.address(line1="Str. Lungă 1", city="Cluj-Napoca", country="RO", state="CJ")
         return so.customer(
-            id=self.ids("cus"), created=created, name=name, email="office@popescu.ro",
-            address=address, metadata={"cui": "4221306"},
-        )  # fmt: skip
+            id=self.ids("cus"),
+            created=created,
+            name=name,
+            email="office@popescu.ro",
+            address=address,
+            metadata={"cui": "4221306"},
+        )
 
     def invoice(
         self, customer: dict[str, Any], created: int, *, paid_at: int | None = None, lines: int = 1
@@ -56,17 +66,30 @@ class Scenario:
         invoice_id = self.ids("in")
         items = [
             so.line_item(
-                id=self.ids("il"), invoice=invoice_id, currency="ron", description=f"Plan {n}",
-                unit_amount=10_000, quantity=1, price=self.ids("price"), product=self.ids("prod"),
-                period_start=created, period_end=created,
-            )  # fmt: skip
+                id=self.ids("il"),
+                invoice=invoice_id,
+                currency="ron",
+                description=f"Plan {n}",
+                unit_amount=10_000,
+                quantity=1,
+                price=self.ids("price"),
+                product=self.ids("prod"),
+                period_start=created,
+                period_end=created,
+            )
             for n in range(lines)
         ]
         return so.invoice(
-            id=invoice_id, created=created, customer=customer, currency="ron", lines=items,
-            status="paid" if paid_at else "open", number=f"ABC-{invoice_id[-4:]}",
-            finalized_at=created, paid_at=paid_at,
-        )  # fmt: skip
+            id=invoice_id,
+            created=created,
+            customer=customer,
+            currency="ron",
+            lines=items,
+            status="paid" if paid_at else "open",
+            number=f"ABC-{invoice_id[-4:]}",
+            finalized_at=created,
+            paid_at=paid_at,
+        )
 
     def event(self, kind: str, created: int, obj: dict[str, Any]) -> dict[str, Any]:
         return so.event(id=self.ids("evt"), type=kind, created=created, data_object=obj)
@@ -108,9 +131,12 @@ def query(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
     ("day", "hours"), [(date(2025, 3, 30), 23), (date(2025, 10, 26), 25), (date(2025, 6, 1), 24)]
 )
 def test_dst_day_window_takes_exactly_its_own_objects(
-    run: Callable[..., dg.ExecuteInProcessResult], sandbox: SandboxServer, tmp_path: Path,
-    day: date, hours: int,
-) -> None:  # fmt: skip
+    run: Callable[..., dg.ExecuteInProcessResult],
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    day: date,
+    hours: int,
+) -> None:
     scenario = Scenario(sandbox)
     start = at(day, 0)
     end = at(day + timedelta(days=1), 0)
@@ -158,9 +184,11 @@ def test_many_pages_rerun_is_idempotent_and_reports_metadata(
 
 @pytest.mark.parametrize("via", ["events", "lookback"])
 def test_late_payment_and_refund_are_caught(
-    run: Callable[..., dg.ExecuteInProcessResult], sandbox: SandboxServer, tmp_path: Path,
+    run: Callable[..., dg.ExecuteInProcessResult],
+    sandbox: SandboxServer,
+    tmp_path: Path,
     via: str,
-) -> None:  # fmt: skip
+) -> None:
     """Invoice created on D, paid on D+3, refunded on D+10: each later day updates it."""
     scenario = Scenario(sandbox)
     # Within Stripe's 30-day event retention, or beyond it (the fake drops old events too).
@@ -172,11 +200,23 @@ def test_late_payment_and_refund_are_caught(
     assert query(tmp_path, "SELECT status FROM stripe_invoices") == [("open",)]
 
     # D+3: paid, by a charge created that day.
-    paid = {**open_invoice, "status": "paid", "amount_paid": open_invoice["total"],
-            "amount_remaining": 0,
-            "status_transitions": {**open_invoice["status_transitions"], "paid_at": at(d, 9) + 3 * 86_400}}  # fmt: skip
-    charge = so.charge(id=scenario.ids("ch"), created=at(d + timedelta(days=3), 10),
-                       amount=paid["total"], currency="ron", customer=cus["id"])  # fmt: skip
+    paid = {
+        **open_invoice,
+        "status": "paid",
+        "amount_paid": open_invoice["total"],
+        "amount_remaining": 0,
+        "status_transitions": {
+            **open_invoice["status_transitions"],
+            "paid_at": at(d, 9) + 3 * 86_400,
+        },
+    }
+    charge = so.charge(
+        id=scenario.ids("ch"),
+        created=at(d + timedelta(days=3), 10),
+        amount=paid["total"],
+        currency="ron",
+        customer=cus["id"],
+    )
     scenario.load(paid, charge, scenario.event("invoice.paid", at(d + timedelta(days=3)), paid))
     assert run(d + timedelta(days=3)).success
     assert query(tmp_path, "SELECT status, created_date, partition_date FROM stripe_invoices") == [
@@ -185,10 +225,21 @@ def test_late_payment_and_refund_are_caught(
 
     # D+10: the charge is partly refunded.
     refund_day = d + timedelta(days=10)
-    refunded = so.charge(id=charge["id"], created=charge["created"], amount=charge["amount"],
-                         currency="ron", customer=cus["id"], amount_refunded=5_000)  # fmt: skip
-    refund = so.refund(id=scenario.ids("re"), created=at(refund_day), amount=5_000,
-                       charge=charge["id"], currency="ron")  # fmt: skip
+    refunded = so.charge(
+        id=charge["id"],
+        created=charge["created"],
+        amount=charge["amount"],
+        currency="ron",
+        customer=cus["id"],
+        amount_refunded=5_000,
+    )
+    refund = so.refund(
+        id=scenario.ids("re"),
+        created=at(refund_day),
+        amount=5_000,
+        charge=charge["id"],
+        currency="ron",
+    )
     scenario.load(refunded, refund, scenario.event("charge.refunded", at(refund_day), refunded))
     assert run(refund_day).success
     assert query(tmp_path, "SELECT amount_refunded, partition_date FROM stripe_charges") == [
@@ -208,10 +259,14 @@ def test_rate_limits_and_server_errors_are_retried(
     day = date.today() - timedelta(days=2)
     cus = scenario.customer(at(day, 1))
     scenario.load(cus, *(scenario.invoice(cus, at(day, 2) + n) for n in range(30)))
-    sandbox.faults.configure({"rules": [
-        {"path_prefix": "/v1/invoices", "status": 429, "retry_after": 0, "times": 2},
-        {"path_prefix": "/v1/customers", "status": 500, "times": 2},
-    ]})  # fmt: skip
+    sandbox.faults.configure(
+        {
+            "rules": [
+                {"path_prefix": "/v1/invoices", "status": 429, "retry_after": 0, "times": 2},
+                {"path_prefix": "/v1/customers", "status": 500, "times": 2},
+            ]
+        }
+    )
 
     result = run(day, [stripe_invoices, stripe_charges, stripe_customers])
 

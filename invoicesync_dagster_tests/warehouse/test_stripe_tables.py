@@ -29,13 +29,19 @@ def _invoice(invoice_id: str, created: int, status: str = "open", lines: int = 2
             "object": "list",
             "has_more": False,
             "data": [
-                {"id": f"il_{invoice_id}_{n}", "amount": 1000, "currency": "ron",
-                 "quantity": 1, "taxes": [{"amount": 190}], "period": {"start": created,
-                 "end": created}, "description": f"Line {n}"}
+                {
+                    "id": f"il_{invoice_id}_{n}",
+                    "amount": 1000,
+                    "currency": "ron",
+                    "quantity": 1,
+                    "taxes": [{"amount": 190}],
+                    "period": {"start": created, "end": created},
+                    "description": f"Line {n}",
+                }
                 for n in range(lines)
             ],
         },
-    }  # fmt: skip
+    }
 
 
 def _stage(tmp_path: Path, objects: list[dict], name: str = "staged.ndjson") -> Path:
@@ -50,7 +56,9 @@ def test_rerun_replaces_the_day_without_duplicates(tmp_path: Path) -> None:
     with connect(database) as connection:
         for _ in range(2):
             assert replace_partition(connection, "invoices", D, _stage(tmp_path, objects)) == 5
-        assert connection.execute("SELECT count(*), count(DISTINCT id) FROM stripe_invoices").fetchone() == (5, 5)
+        assert connection.execute(
+            "SELECT count(*), count(DISTINCT id) FROM stripe_invoices"
+        ).fetchone() == (5, 5)
         assert connection.execute("SELECT count(*) FROM stripe_invoice_lines").fetchone() == (10,)
         day, tax = connection.execute(
             "SELECT DISTINCT created_date, total_tax FROM stripe_invoices"
@@ -74,8 +82,15 @@ def test_later_day_updates_an_older_object_in_place(tmp_path: Path) -> None:
     database = tmp_path / "w.duckdb"
     later = date(2025, 4, 2)
     created = _invoice("in_late", D_START + 100)
-    paid = {**created, "status": "paid", "status_transitions": {
-        "finalized_at": D_START + 100, "paid_at": D_START + 3 * 86400, "voided_at": None}}  # fmt: skip
+    paid = {
+        **created,
+        "status": "paid",
+        "status_transitions": {
+            "finalized_at": D_START + 100,
+            "paid_at": D_START + 3 * 86400,
+            "voided_at": None,
+        },
+    }
     with connect(database) as connection:
         replace_partition(connection, "invoices", D, _stage(tmp_path, [created]))
         replace_partition(connection, "invoices", later, _stage(tmp_path, [paid]))
@@ -94,15 +109,26 @@ def test_extra_lines_replace_a_truncated_embedded_list(tmp_path: Path) -> None:
     invoice = _invoice("in_long", D_START, lines=10)
     invoice["lines"]["has_more"] = True
     extra = [
-        {"id": f"il_x{n}", "invoice": "in_long", "amount": 5, "currency": "ron", "quantity": 1,
-         "taxes": [], "period": {"start": D_START, "end": D_START}, "description": "x"}
+        {
+            "id": f"il_x{n}",
+            "invoice": "in_long",
+            "amount": 5,
+            "currency": "ron",
+            "quantity": 1,
+            "taxes": [],
+            "period": {"start": D_START, "end": D_START},
+            "description": "x",
+        }
         for n in range(12)
-    ]  # fmt: skip
+    ]
     with connect(database) as connection:
         replace_partition(
-            connection, "invoices", D, _stage(tmp_path, [invoice]),
+            connection,
+            "invoices",
+            D,
+            _stage(tmp_path, [invoice]),
             extra_lines=_stage(tmp_path, extra, "lines.ndjson"),
-        )  # fmt: skip
+        )
         rows = connection.execute(
             "SELECT count(*), min(line_no), max(line_no) FROM stripe_invoice_lines"
         ).fetchone()

@@ -48,7 +48,7 @@ CHANGE_EVENTS: dict[str, tuple[str, ...]] = {
 }
 
 # What each resource's objects must be fetched with.
-EXPAND: dict[str, tuple[str, ...]] = {"customers": ("tax_ids",)}
+EXPAND: dict[str, tuple[str, ...]] = {"customers": ("tax_ids",), "invoices": ("payments",)}
 
 # Transition timestamps that a look-back listing filters on, per resource.
 TRANSITIONS: dict[str, tuple[tuple[str, ...], ...]] = {
