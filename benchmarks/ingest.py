@@ -4,15 +4,16 @@
                                           [--sequential-limit N]
 
 The sandbox runs in a subprocess (its CPU is not ours) with a fixed latency per request, loaded
-with one Europe/Bucharest day of invoices (more of them in business hours). Each measurement
+with one Europe/Bucharest day of invoices made by the project's seeder. Each measurement
 runs in a fresh subprocess, so its peak RSS is its own:
 
-  (a) `StripeReader.list_window` over the day: concurrent time slices, plain dicts;
+  (a) what the `stripe_invoices` asset does: `stage_partition` (StripeReader.list_window's
+      concurrent time slices, pages streamed to NDJSON), then the DuckDB load, timed apart;
   (b) the plain sequential SDK path: `client.v1.invoices.list(...).auto_paging_iter()` with
       `.to_dict()` per object. `--sequential-limit N` times only the newest N objects and
       extrapolates the day's wall time from that rate (the output says so).
 
-Both only read and count (and check ids are unique); writing to DuckDB is not measured.
+The objects/s figures compare reading only; (a)'s DuckDB load is printed on its own line.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,180 +42,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def day_of_invoices(count: int, seed: int = 7) -> list[dict[str, Any]]:
-    """`count` finalized one-off invoices in the current API shape, created over DAY."""
-    rng = random.Random(seed)
-    invoices = []
-    for n in range(count):
-        # Two thirds in business hours (09:00-18:00 local), the rest spread over the day.
-        if rng.random() < 2 / 3:
-            created = DAY_START + rng.randrange(9 * 3600, 18 * 3600)
-        else:
-            created = rng.randrange(DAY_START, DAY_END)
-        invoices.append(_invoice(n, created, rng))
-    return invoices
+    """`count` invoices of DAY from the project's seeder (multi-line, several currencies)."""
+    from invoicesync_dagster.sandbox import seed as seeder
 
-
-def _invoice(n: int, created: int, rng: random.Random) -> dict[str, Any]:
-    currency = rng.choice(["ron", "ron", "eur", "usd"])
-    lines = [_line(n, i, currency, created, rng) for i in range(rng.randint(1, 3))]
-    subtotal = sum(line["amount"] for line in lines)
-    tax = sum(line["taxes"][0]["amount"] for line in lines)
-    paid = created + rng.randrange(0, 5 * 86_400)
-    customer = f"cus_bench{n % 3000:05d}"
-    return {
-        "id": f"in_bench{n:07d}",
-        "object": "invoice",
-        "account_country": "RO",
-        "account_name": "Exemplu Software SRL",
-        "account_tax_ids": None,
-        "amount_due": subtotal + tax,
-        "amount_overpaid": 0,
-        "amount_paid": subtotal + tax,
-        "amount_remaining": 0,
-        "amount_shipping": 0,
-        "application": None,
-        "attempt_count": 1,
-        "attempted": True,
-        "auto_advance": False,
-        "automatic_tax": {"enabled": False, "liability": None, "provider": None, "status": None},
-        "automatically_finalizes_at": None,
-        "billing_reason": "manual",
-        "collection_method": "charge_automatically",
-        "created": created,
-        "currency": currency,
-        "custom_fields": None,
-        "customer": customer,
-        "customer_address": {
-            "city": "București",
-            "country": "RO",
-            "line1": f"Str. Ștefan cel Mare nr. {n % 200 + 1}",
-            "line2": "Sector 2",
-            "postal_code": "020121",
-            "state": "RO-B",
-        },
-        "customer_email": f"facturare{n}@exemplu.ro",
-        "customer_name": f"Client Țară & Fiii <{n}> SRL",
-        "customer_phone": None,
-        "customer_shipping": None,
-        "customer_tax_exempt": "none",
-        "customer_tax_ids": [{"type": "eu_vat", "value": f"RO{10_000_000 + n}"}],
-        "default_payment_method": None,
-        "default_source": None,
-        "default_tax_rates": [],
-        "description": None,
-        "discounts": [],
-        "due_date": None,
-        "effective_at": created,
-        "ending_balance": 0,
-        "footer": None,
-        "from_invoice": None,
-        "hosted_invoice_url": f"https://invoice.stripe.com/i/acct_bench/in_bench{n:07d}",
-        "invoice_pdf": f"https://pay.stripe.com/invoice/acct_bench/in_bench{n:07d}/pdf",
-        "issuer": {"type": "self"},
-        "last_finalization_error": None,
-        "latest_revision": None,
-        "lines": {
-            "object": "list",
-            "data": lines,
-            "has_more": False,
-            "total_count": len(lines),
-            "url": f"/v1/invoices/in_bench{n:07d}/lines",
-        },
-        "livemode": False,
-        "metadata": {},
-        "next_payment_attempt": None,
-        "number": f"EXS-{n + 1:06d}",
-        "on_behalf_of": None,
-        "parent": None,
-        "payment_settings": {
-            "default_mandate": None,
-            "payment_method_options": None,
-            "payment_method_types": None,
-        },
-        "period_end": created,
-        "period_start": created,
-        "post_payment_credit_notes_amount": 0,
-        "pre_payment_credit_notes_amount": 0,
-        "receipt_number": None,
-        "rendering": None,
-        "shipping_cost": None,
-        "shipping_details": None,
-        "starting_balance": 0,
-        "statement_descriptor": None,
-        "status": "paid",
-        "status_transitions": {
-            "finalized_at": created,
-            "marked_uncollectible_at": None,
-            "paid_at": paid,
-            "voided_at": None,
-        },
-        "subtotal": subtotal,
-        "subtotal_excluding_tax": subtotal,
-        "test_clock": None,
-        "total": subtotal + tax,
-        "total_discount_amounts": [],
-        "total_excluding_tax": subtotal,
-        "total_pretax_credit_amounts": [],
-        "total_taxes": [
-            {
-                "amount": tax,
-                "tax_behavior": "exclusive",
-                "tax_rate_details": {"tax_rate": "txr_bench_ro21"},
-                "taxability_reason": "standard_rated",
-                "taxable_amount": subtotal,
-                "type": "tax_rate_details",
-            }
-        ],
-        "webhooks_delivered_at": created,
-    }
-
-
-def _line(n: int, i: int, currency: str, created: int, rng: random.Random) -> dict[str, Any]:
-    quantity = rng.randint(1, 5)
-    unit = rng.choice([4_900, 9_900, 19_900, 49_900])
-    amount = unit * quantity
-    return {
-        "id": f"il_bench{n:07d}{i}",
-        "object": "line_item",
-        "amount": amount,
-        "currency": currency,
-        "description": rng.choice(["Abonament lunar Pro", "Consultanță (ore)", "Licență anuală"]),
-        "discount_amounts": [],
-        "discountable": True,
-        "discounts": [],
-        "invoice": f"in_bench{n:07d}",
-        "livemode": False,
-        "metadata": {},
-        "parent": {
-            "invoice_item_details": {
-                "invoice_item": f"ii_bench{n:07d}{i}",
-                "proration": False,
-                "proration_details": {"credited_items": None},
-                "subscription": None,
-            },
-            "subscription_item_details": None,
-            "type": "invoice_item_details",
-        },
-        "period": {"end": created, "start": created},
-        "pretax_credit_amounts": [],
-        "pricing": {
-            "price_details": {"price": "price_bench", "product": "prod_bench"},
-            "type": "price_details",
-            "unit_amount_decimal": str(unit),
-        },
-        "quantity": quantity,
-        "subtotal": amount,
-        "taxes": [
-            {
-                "amount": amount * 21 // 100,
-                "tax_behavior": "exclusive",
-                "tax_rate_details": {"tax_rate": "txr_bench_ro21"},
-                "taxability_reason": "standard_rated",
-                "taxable_amount": amount,
-                "type": "tax_rate_details",
-            }
-        ],
-    }
+    objects = seeder.generate(
+        1, seed=seed, invoices_per_day=count, charges_per_day=0, end_date=DAY.date()
+    )
+    return [obj for obj in objects if obj["object"] == "invoice"]
 
 
 # -- subprocess roles ------------------------------------------------------------------------
@@ -234,22 +68,39 @@ def serve(invoices: int, latency_ms: int) -> None:
 
 
 def measure_window(url: str, concurrency: int) -> dict[str, Any]:
-    """(a): the whole day through StripeReader.list_window."""
+    """(a): what the stripe_invoices asset does: stage the day, then load it into DuckDB."""
     from invoicesync_dagster.clients.stripe import StripeReader
+    from invoicesync_dagster.defs.stripe.staging import stage_partition
+    from invoicesync_dagster.warehouse.database import connect
+    from invoicesync_dagster.warehouse.stripe import replace_partition
 
     reader = StripeReader(API_KEY, url, concurrency=concurrency)
-    seen: set[str] = set()
-    count = 0
-    started = time.perf_counter()
-    for page in reader.list_window("invoices", DAY_START, DAY_END):
-        count += len(page)
-        seen.update(obj["id"] for obj in page)
-    seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        staged = stage_partition(
+            reader,
+            "invoices",
+            (DAY_START, DAY_END),
+            Path(tmp),
+            now=int(time.time()),
+            lookback_days=60,
+        )
+        seconds = time.perf_counter() - started
+        staging_rss_mb = _max_rss_mb()
+        with connect(Path(tmp) / "bench.duckdb") as connection:
+            loaded_at = time.perf_counter()
+            rows = replace_partition(
+                connection, "invoices", DAY.date(), staged.objects, extra_lines=staged.extra_lines
+            )
+            load_seconds = time.perf_counter() - loaded_at
     return {
-        "objects": count,
-        "unique": len(seen),
+        "objects": staged.created_in_window,
+        "unique": len(staged.ids),
         "seconds": seconds,
+        "rows": rows,
+        "load_seconds": load_seconds,
         "requests": reader.requests_made,
+        "staging_rss_mb": staging_rss_mb,
         "max_rss_mb": _max_rss_mb(),
     }
 
@@ -371,11 +222,19 @@ def report(
     sequential_rate = sequential["objects"] / sequential["seconds"]
     complete = window["objects"] == window["unique"] == args.invoices
     print(
-        f"(a) StripeReader.list_window, concurrency {args.concurrency}: "
+        f"(a) stripe_invoices staging (StripeReader.list_window + NDJSON), concurrency "
+        f"{args.concurrency}: "
         f"{window['objects']} objects ({window['unique']} unique) in {window['seconds']:.2f} s "
         f"= {window_rate:,.0f} objects/s, {window_requests} requests"
     )
-    print(f"    peak RSS of the process running (a): {window['max_rss_mb']:.0f} MB")
+    print(
+        f"    then loaded into DuckDB in one transaction: {window['rows']} rows in "
+        f"{window['load_seconds']:.2f} s"
+    )
+    print(
+        f"    peak RSS of (a): {window['staging_rss_mb']:.0f} MB fetching and staging, "
+        f"{window['max_rss_mb']:.0f} MB once the DuckDB load ran"
+    )
     partial = sequential["objects"] < args.invoices
     note = (
         f" (timed the newest {sequential['objects']} only; full day extrapolated: "
@@ -390,7 +249,7 @@ def report(
     )
     print(f"    peak RSS of the process running (b): {sequential['max_rss_mb']:.0f} MB")
     print(f"speed-up (a)/(b): {window_rate / sequential_rate:.1f}x (target >= 8x)")
-    print(f"memory of (a): {window['max_rss_mb']:.0f} MB (target < 300 MB)")
+    print(f"memory of (a) fetching: {window['staging_rss_mb']:.0f} MB (target < 300 MB)")
     if not complete:
         print("WARNING: (a) did not return every invoice exactly once")
         raise SystemExit(1)

@@ -18,6 +18,8 @@ from dotenv import dotenv_values
 from tabulate import tabulate
 
 SANDBOX_ENV = Path(__file__).resolve().parent.parent / "sandbox.env"
+# The demo prints its own summary; Dagster's step-by-step debug log stays in the run history.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         with instance or dg.DagsterInstance.ephemeral() as dagster_instance:
             for day in days:
                 result = job.execute_in_process(
-                    partition_key=day.isoformat(), instance=dagster_instance, raise_on_error=False
+                    partition_key=day.isoformat(),
+                    instance=dagster_instance,
+                    raise_on_error=False,
+                    run_config=_QUIET,
                 )
                 state = "ok" if result.success else "FAILED"
                 print(f"  {day}  stripe_sync_job  {state}  (run {result.run_id[:8]})")

@@ -30,7 +30,6 @@ nothing else would make progress, e.g. 500 objects created in the same second).
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import threading
@@ -43,6 +42,7 @@ from itertools import pairwise
 from typing import Any, NoReturn, cast
 from urllib.parse import quote
 
+import orjson
 import stripe as stripe_sdk
 
 STRIPE_RESOURCES = (
@@ -334,8 +334,8 @@ class StripeReader:
                 failure = error
             else:
                 try:
-                    return json.loads(body)
-                except ValueError:
+                    return orjson.loads(body)
+                except orjson.JSONDecodeError:
                     raise self._error(
                         StripeError,
                         f"GET {path}: the answer (HTTP {status}) is not JSON; check that "

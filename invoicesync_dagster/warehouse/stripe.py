@@ -4,41 +4,57 @@ A partition's objects arrive as a staged NDJSON file (one Stripe object per line
 returns it: the objects created that day plus the older ones whose state changed that day). One
 transaction then replaces the day's rows and every row of a staged object, so that re-running a
 day never duplicates and an older object's row always holds its latest known state.
+
+Each object is parsed once, by `json_transform` into a struct of the fields the columns need;
+extracting field by field re-parses the document per column, which on a day of 20,000 invoices
+cost five times the time and over a gigabyte of memory.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-_TS = "to_timestamp(({json}->>'{field}')::BIGINT)"
-_BUCHAREST_DAY = "(to_timestamp((raw->>'created')::BIGINT) AT TIME ZONE 'Europe/Bucharest')::DATE"
+_STRING, _INT, _BOOL = "VARCHAR", "BIGINT", "BOOLEAN"
+_AMOUNTS = [{"amount": _INT}]
 
 
-def _ts(field: str, json: str = "raw") -> str:
-    return _TS.format(json=json, field=field)
+def _ts(field: str) -> str:
+    return f"to_timestamp(s.{field})"
 
 
-def _sum_amounts(path: str) -> str:
-    """Sum of `amount` over a JSON array of tax amounts such as `total_taxes`."""
-    return (
-        f"(SELECT sum((t->>'amount')::BIGINT) FROM "
-        f"unnest(json_extract(raw, '{path}[*]')) AS u(t))::BIGINT"
-    )
+def _sum(field: str) -> str:
+    return f"coalesce(list_sum([t.amount FOR t IN s.{field}]), 0)"
 
 
 @dataclass(frozen=True)
 class StripeTable:
     resource: str  # the Stripe API resource name, e.g. "invoices"
     table: str
-    columns: dict[str, str]  # column → SQL expression over `raw`
+    structure: dict[str, Any]  # the fields read, for json_transform
+    columns: dict[str, str]  # column → SQL expression over the struct `s`
 
     @property
     def select_list(self) -> str:
         return ", ".join(f"{expr} AS {name}" for name, expr in self.columns.items())
+
+    @property
+    def transform(self) -> str:
+        structure = {"id": _STRING, "created": _INT, **self.structure}
+        return f"json_transform(json, '{json.dumps(structure)}')"
+
+
+def _plain(*names: str, kind: str = _STRING) -> dict[str, str]:
+    return dict.fromkeys(names, kind)
+
+
+def _columns(*names: str) -> dict[str, str]:
+    return {name: f"s.{name}" for name in names}
 
 
 STRIPE_TABLES: dict[str, StripeTable] = {
@@ -48,100 +64,105 @@ STRIPE_TABLES: dict[str, StripeTable] = {
             "customers",
             "stripe_customers",
             {
-                "id": "raw->>'id'",
-                "name": "raw->>'name'",
-                "email": "raw->>'email'",
-                "country": "raw->'address'->>'country'",
-                "tax_exempt": "raw->>'tax_exempt'",
-                "tax_ids": "json_extract_string(raw, '$.tax_ids.data[*].value')",
+                **_plain("name", "email", "tax_exempt"),
+                "address": {"country": _STRING},
+                "tax_ids": {"data": [{"value": _STRING}]},
+            },
+            {
+                **_columns("id", "name", "email"),
+                "country": "s.address.country",
+                "tax_exempt": "s.tax_exempt",
+                "tax_ids": "[t.value FOR t IN s.tax_ids.data]",
             },
         ),
         StripeTable(
             "invoices",
             "stripe_invoices",
             {
-                "id": "raw->>'id'",
-                "number": "raw->>'number'",
-                "status": "raw->>'status'",
-                "customer": "raw->>'customer'",
-                "customer_name": "raw->>'customer_name'",
-                "customer_email": "raw->>'customer_email'",
-                "currency": "upper(raw->>'currency')",
-                "subtotal": "(raw->>'subtotal')::BIGINT",
-                "total": "(raw->>'total')::BIGINT",
-                "total_tax": f"coalesce({_sum_amounts('$.total_taxes')}, 0)",
-                "amount_paid": "(raw->>'amount_paid')::BIGINT",
-                "amount_remaining": "(raw->>'amount_remaining')::BIGINT",
-                "finalized_at": _ts("$.status_transitions.finalized_at"),
-                "paid_at": _ts("$.status_transitions.paid_at"),
-                "voided_at": _ts("$.status_transitions.voided_at"),
+                **_plain("number", "status", "customer", "customer_name", "customer_email"),
+                **_plain("currency"),
+                **_plain("subtotal", "total", "amount_paid", "amount_remaining", kind=_INT),
+                "total_taxes": _AMOUNTS,
+                "status_transitions": _plain("finalized_at", "paid_at", "voided_at", kind=_INT),
+            },
+            {
+                **_columns("id", "number", "status", "customer", "customer_name"),
+                "customer_email": "s.customer_email",
+                "currency": "upper(s.currency)",
+                **_columns("subtotal", "total"),
+                "total_tax": _sum("total_taxes"),
+                **_columns("amount_paid", "amount_remaining"),
+                "finalized_at": _ts("status_transitions.finalized_at"),
+                "paid_at": _ts("status_transitions.paid_at"),
+                "voided_at": _ts("status_transitions.voided_at"),
             },
         ),
         StripeTable(
             "charges",
             "stripe_charges",
             {
-                "id": "raw->>'id'",
-                "customer": "raw->>'customer'",
-                "payment_intent": "raw->>'payment_intent'",
-                "description": "raw->>'description'",
-                "status": "raw->>'status'",
-                "paid": "(raw->>'paid')::BOOLEAN",
-                "currency": "upper(raw->>'currency')",
-                "amount": "(raw->>'amount')::BIGINT",
-                "amount_captured": "(raw->>'amount_captured')::BIGINT",
-                "amount_refunded": "(raw->>'amount_refunded')::BIGINT",
-                "refunded": "(raw->>'refunded')::BOOLEAN",
+                **_plain("customer", "payment_intent", "description", "status", "currency"),
+                **_plain("amount", "amount_captured", "amount_refunded", kind=_INT),
+                **_plain("paid", "refunded", kind=_BOOL),
+            },
+            {
+                **_columns("id", "customer", "payment_intent", "description", "status", "paid"),
+                "currency": "upper(s.currency)",
+                **_columns("amount", "amount_captured", "amount_refunded", "refunded"),
             },
         ),
         StripeTable(
             "refunds",
             "stripe_refunds",
             {
-                "id": "raw->>'id'",
-                "charge": "raw->>'charge'",
-                "payment_intent": "raw->>'payment_intent'",
-                "status": "raw->>'status'",
-                "reason": "raw->>'reason'",
-                "currency": "upper(raw->>'currency')",
-                "amount": "(raw->>'amount')::BIGINT",
+                **_plain("charge", "payment_intent", "status", "reason", "currency"),
+                "amount": _INT,
+            },
+            {
+                **_columns("id", "charge", "payment_intent", "status", "reason"),
+                "currency": "upper(s.currency)",
+                "amount": "s.amount",
             },
         ),
         StripeTable(
             "credit_notes",
             "stripe_credit_notes",
             {
-                "id": "raw->>'id'",
-                "number": "raw->>'number'",
-                "invoice": "raw->>'invoice'",
-                "customer": "raw->>'customer'",
-                "status": "raw->>'status'",
-                "type": "raw->>'type'",
-                "reason": "raw->>'reason'",
-                "currency": "upper(raw->>'currency')",
-                "subtotal": "(raw->>'subtotal')::BIGINT",
-                "total": "(raw->>'total')::BIGINT",
-                "total_tax": f"coalesce({_sum_amounts('$.total_taxes')}, 0)",
+                **_plain("number", "invoice", "customer", "status", "type", "reason", "currency"),
+                **_plain("subtotal", "total", kind=_INT),
+                "total_taxes": _AMOUNTS,
+            },
+            {
+                **_columns("id", "number", "invoice", "customer", "status", "type", "reason"),
+                "currency": "upper(s.currency)",
+                **_columns("subtotal", "total"),
+                "total_tax": _sum("total_taxes"),
             },
         ),
     )
 }
 
-_LINE_COLUMNS = {
-    "invoice_id": "invoice_id",
-    "id": "line->>'id'",
-    "line_no": "line_no::INTEGER",
-    "description": "line->>'description'",
-    "quantity": "(line->>'quantity')::BIGINT",
-    "amount": "(line->>'amount')::BIGINT",
-    "currency": "upper(line->>'currency')",
-    "tax_amount": (
-        "coalesce((SELECT sum((t->>'amount')::BIGINT) FROM "
-        "unnest(json_extract(line, '$.taxes[*]')) AS u(t))::BIGINT, 0)"
-    ),
-    "period_start": _ts("$.period.start", "line"),
-    "period_end": _ts("$.period.end", "line"),
-}
+_LINE = StripeTable(
+    "invoice_lines",
+    "stripe_invoice_lines",
+    {
+        **_plain("description", "currency"),
+        **_plain("quantity", "amount", kind=_INT),
+        "taxes": _AMOUNTS,
+        "period": _plain("start", "end", kind=_INT),
+    },
+    {
+        "invoice_id": "invoice_id",
+        "id": "s.id",
+        "line_no": "line_no::INTEGER",
+        **_columns("description", "quantity", "amount"),
+        "currency": "upper(s.currency)",
+        "tax_amount": _sum("taxes"),
+        "period_start": _ts("period.start"),
+        "period_end": _ts("period.end"),
+    },
+)
+_BUCHAREST_DAY = "(to_timestamp(s.created) AT TIME ZONE 'Europe/Bucharest')::DATE"
 
 
 def replace_partition(
@@ -154,33 +175,30 @@ def replace_partition(
 ) -> int:
     """Replace the rows of `partition_date` and of every staged object, in one transaction.
 
-    `extra_lines` (invoices only) holds invoice line items fetched separately for invoices with
-    more lines than Stripe embeds; each line must carry an `invoice` field. Returns the row count
-    written to the resource's table.
+    The staged file holds each object once. `extra_lines` (invoices only) holds the line items
+    of invoices with more lines than Stripe embeds; each line carries an `invoice` field.
+    Returns the row count written to the resource's table.
     """
     spec = STRIPE_TABLES[resource]
+    source = str(staged)
+    # One thread: each JSON-reading thread keeps its own large buffers, and a day's load is
+    # bound by parsing, not by cores (measured: same time, a third less memory).
+    connection.execute("SET threads = 1")
     connection.execute("BEGIN")
     try:
-        connection.execute(
-            "CREATE OR REPLACE TEMP TABLE staged AS "
-            "SELECT DISTINCT ON (json->>'id') json AS raw FROM read_ndjson_objects(?)",
-            [str(staged)],
-        )
         if resource == "invoices":
-            _replace_invoice_lines(connection, spec, partition_date, extra_lines)
+            _replace_invoice_lines(connection, partition_date, source, extra_lines)
         connection.execute(
             f"DELETE FROM {spec.table} WHERE created_date = ? "
-            "OR id IN (SELECT raw->>'id' FROM staged)",
-            [partition_date],
+            "OR id IN (SELECT json->>'id' FROM read_ndjson_objects(?))",
+            [partition_date, source],
         )
-        connection.execute(
-            f"INSERT INTO {spec.table} SELECT {spec.select_list}, "
-            f"to_timestamp((raw->>'created')::BIGINT), {_BUCHAREST_DAY}, ?::DATE, now(), raw "
-            "FROM staged",
-            [partition_date],
-        )
-        (count,) = connection.execute("SELECT count(*) FROM staged").fetchone()  # type: ignore[misc]
-        connection.execute("DROP TABLE staged")
+        (count,) = connection.execute(  # type: ignore[misc]
+            f"INSERT INTO {spec.table} SELECT {spec.select_list}, to_timestamp(s.created), "
+            f"{_BUCHAREST_DAY}, ?::DATE, now(), raw "
+            f"FROM (SELECT {spec.transform} AS s, json AS raw FROM read_ndjson_objects(?))",
+            [partition_date, source],
+        ).fetchone()
         connection.execute("COMMIT")
     except Exception:
         connection.execute("ROLLBACK")
@@ -190,31 +208,36 @@ def replace_partition(
 
 def _replace_invoice_lines(
     connection: duckdb.DuckDBPyConnection,
-    invoices: StripeTable,
     partition_date: date,
+    source: str,
     extra_lines: Path | None,
 ) -> None:
     connection.execute(
-        "DELETE FROM stripe_invoice_lines WHERE invoice_id IN (SELECT raw->>'id' FROM staged) "
-        f"OR invoice_id IN (SELECT id FROM {invoices.table} WHERE created_date = ?)",
-        [partition_date],
+        "DELETE FROM stripe_invoice_lines WHERE invoice_id IN "
+        "(SELECT json->>'id' FROM read_ndjson_objects(?)) "
+        "OR invoice_id IN (SELECT id FROM stripe_invoices WHERE created_date = ?)",
+        [source, partition_date],
     )
-    embedded = (
-        "SELECT raw->>'id' AS invoice_id, line, line_no FROM staged, "
-        "unnest(json_extract(raw, '$.lines.data[*]')) WITH ORDINALITY AS u(line, line_no)"
+    embedded = json.dumps({"id": _STRING, "lines": {"data": ["JSON"]}})
+    lines = (
+        "SELECT s.id AS invoice_id, unnest(s.lines.data) AS line, "
+        "generate_subscripts(s.lines.data, 1) AS line_no "
+        f"FROM (SELECT json_transform(json, '{embedded}') AS s FROM read_ndjson_objects(?))"
     )
+    params = [source]
     if extra_lines is not None:
         # Invoices whose embedded list was cut (has_more) take every line from the extra file.
-        embedded = (
-            f"SELECT * FROM ({embedded}) WHERE invoice_id NOT IN "
+        lines = (
+            f"SELECT * FROM ({lines}) WHERE invoice_id NOT IN "
             "(SELECT json->>'invoice' FROM read_ndjson_objects(?)) "
             "UNION ALL SELECT json->>'invoice', json, row_number() OVER "
             "(PARTITION BY json->>'invoice') FROM read_ndjson_objects(?)"
         )
-    columns = ", ".join(f"{expr} AS {name}" for name, expr in _LINE_COLUMNS.items())
-    params: list[object] = [str(extra_lines)] * 2 if extra_lines is not None else []
+        params += [str(extra_lines)] * 2
+    transform = _LINE.transform.replace("(json,", "(line,")
     connection.execute(
-        f"INSERT INTO stripe_invoice_lines SELECT {columns}, ?::DATE, line FROM ({embedded})",
+        f"INSERT INTO stripe_invoice_lines SELECT {_LINE.select_list}, ?::DATE, line "
+        f"FROM (SELECT *, {transform} AS s FROM ({lines}))",
         [partition_date, *params],
     )
 

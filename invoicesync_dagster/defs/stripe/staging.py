@@ -13,11 +13,12 @@ no DuckDB connection is held while Stripe is being called.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+import orjson
 
 from invoicesync_dagster.clients.stripe import StripeReader
 
@@ -95,7 +96,7 @@ def stage_partition(
     start, end = window
     staged = StagedPartition(resource, out_dir / f"{resource}.ndjson")
     expand = EXPAND.get(resource, ())
-    with staged.objects.open("w", encoding="utf-8") as sink:
+    with staged.objects.open("wb") as sink:
         params = {"expand": [f"data.{name}" for name in expand]} if expand else None
         for page in reader.list_window(resource, start, end, params=params):
             _write(sink, page, staged)
@@ -118,13 +119,12 @@ def stage_partition(
     return staged
 
 
-def _write(sink: IO[str], objects: Iterable[dict], staged: StagedPartition) -> None:
+def _write(sink: IO[bytes], objects: Iterable[dict], staged: StagedPartition) -> None:
     for obj in objects:
         if obj["id"] in staged.ids:
             continue
         staged.ids.add(obj["id"])
-        sink.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
-        sink.write("\n")
+        sink.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
         if obj.get("object") == "invoice" and (obj.get("lines") or {}).get("has_more"):
             staged.long_invoices.append(obj["id"])
 
@@ -178,9 +178,9 @@ def _dig(obj: dict, path: tuple[str, ...]) -> int | None:
 def _stage_long_invoice_lines(reader: StripeReader, invoice_ids: list[str], out_dir: Path) -> Path:
     """Every line of the invoices whose embedded `lines` list was cut at Stripe's page size."""
     path = out_dir / "invoice_lines.ndjson"
-    with path.open("w", encoding="utf-8") as sink:
+    with path.open("wb") as sink:
         for invoice_id in invoice_ids:
             for line in reader.list_lines("invoices", invoice_id):
-                sink.write(json.dumps({**line, "invoice": invoice_id}, ensure_ascii=False))
-                sink.write("\n")
+                line_with_invoice = {**line, "invoice": invoice_id}
+                sink.write(orjson.dumps(line_with_invoice, option=orjson.OPT_APPEND_NEWLINE))
     return path
