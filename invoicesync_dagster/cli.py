@@ -9,10 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
@@ -20,6 +21,13 @@ from pydantic import ValidationError
 from tabulate import tabulate
 
 from invoicesync_dagster.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # imported lazily below: the CLI starts fast
+    from invoicesync_dagster.clients.anaf_registry import RegistryAnswer
+    from invoicesync_dagster.efactura.customers import BuyerProfile, StripeCustomer
+    from invoicesync_dagster.efactura.mappings import Mappings
+    from invoicesync_dagster.warehouse.customers import BilledCustomer
+    from invoicesync_dagster.warehouse.registry import CachedAnswer
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
 # Stripe amounts are in the currency's minor unit; these currencies have none.
@@ -246,6 +254,12 @@ def sandbox() -> None:
     help="Stripe objects to load, one JSON object per line.",
 )
 @click.option(
+    "--registry-fixtures",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="ANAF registry records to serve (a JSON list of v9 `found` records), besides those "
+    "derived from the Stripe customers.",
+)
+@click.option(
     "--latency-ms",
     type=int,
     default=0,
@@ -258,17 +272,30 @@ def sandbox() -> None:
     help="Write the chosen port to this file once listening (for scripts).",
 )
 def sandbox_serve(
-    port: int, stripe_fixtures: Path | None, latency_ms: int, port_file: Path | None
+    port: int,
+    stripe_fixtures: Path | None,
+    registry_fixtures: Path | None,
+    latency_ms: int,
+    port_file: Path | None,
 ) -> None:
     """Serve the sandbox until interrupted (Ctrl-C)."""
     from invoicesync_dagster.sandbox.server import SandboxServer
     from invoicesync_dagster.sandbox.stripe_fake import FixtureError
 
     try:
-        server = SandboxServer(port=port, latency_ms=latency_ms, stripe_fixtures=stripe_fixtures)
-    except (FixtureError, OSError) as error:
+        server = SandboxServer(
+            port=port,
+            latency_ms=latency_ms,
+            stripe_fixtures=stripe_fixtures,
+            registry_fixtures=registry_fixtures,
+        )
+    except (FixtureError, ValueError, OSError) as error:
         raise CliError(f"sandbox not started: {error}") from None
-    click.echo(f"Sandbox listening on {server.url}  (STRIPE_API_BASE={server.url})", err=True)
+    click.echo(
+        f"Sandbox listening on {server.url}  "
+        f"(STRIPE_API_BASE={server.url} ANAF_PUBLIC_API_BASE={server.url})",
+        err=True,
+    )
     if port_file:
         port_file.write_text(str(server.port))
     try:
@@ -311,6 +338,316 @@ def sandbox_seed(
     counts = seed.write_jsonl(output, objects)
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
     click.echo(f"Wrote {output}: {summary}")
+
+
+# --- customers -------------------------------------------------------------------------------
+
+
+@cli.command("sync-customers")
+@click.option(
+    "--mappings",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The accountant's email,cui CSV (default: CUSTOMER_MAPPINGS_CSV, else "
+    "$INVOICESYNC_HOME/customers.csv when it exists).",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3660),
+    default=30,
+    show_default=True,
+    help="Customers billed (invoices or charges created) in the last N days, today included.",
+)
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="Also look every CUI up in ANAF's registry (legal name, address, VAT payer, "
+    "inactive); without it only the check digits are checked.",
+)
+@_output_option
+def sync_customers(mappings: Path | None, days: int, validate: bool, output: Path | None) -> None:
+    """Merge the tax identity of every recently billed Stripe customer; list who lacks a CUI.
+
+    The merged result goes to --output FILE.json|FILE.csv (or a table); the customers still
+    without a valid CUI go beside it to FILE.missing.json|csv, in the mappings format: fill in
+    the `cui` column and add those lines to the mappings CSV. Exits 1 when the mappings file has
+    problems (each named with its line; the good lines are used).
+    """
+    from invoicesync_dagster.clients.stripe import StripeError
+    from invoicesync_dagster.efactura.customers import (
+        cui_to_look_up,
+        merge_profile,
+        tax_id_entries,
+    )
+    from invoicesync_dagster.warehouse.customers import registry_facts
+
+    settings = _settings("stripe")
+    table = _load_mappings(mappings or settings.mappings_csv_path, explicit=mappings is not None)
+    today = datetime.now(BUCHAREST).date()
+    first = today - timedelta(days=days - 1)
+    try:
+        billed, customers = _billed_customers(settings, _day_window(first, today))
+    except StripeError as error:
+        raise CliError(str(error)) from None
+    wanted = {c.id: cui_to_look_up(c, table.for_email(c.email)) for c in customers}
+    answer, fresh = _registry_answer(settings, {c for c in wanted.values() if c}, today, validate)
+    profiles = [
+        merge_profile(
+            customer,
+            table.for_email(customer.email),
+            registry_facts(answer, fresh, wanted[customer.id], today),
+            invoice_tax_ids=tax_id_entries(billed[customer.id].invoice_tax_ids),
+        )
+        for customer in customers
+    ]
+    rows = [
+        _profile_row(p, billed[p.customer_id].invoices, full=output is not None) for p in profiles
+    ]
+    emit(rows, output, title=f"customers billed from {first} to {today}")
+    missing = [row for p in profiles if (row := _missing_row(p, billed[p.customer_id].invoices))]
+    missing_output = output.with_suffix(".missing" + output.suffix) if output else None
+    emit(missing, missing_output, title="customers still without a valid CUI")
+    classes = Counter(str(p.classification) for p in profiles)
+    click.echo("By classification: " + ", ".join(f"{n} {k}" for k, n in sorted(classes.items())))
+    if table.problems:
+        count = len(table.problems)
+        raise CliError(
+            f"{table.file} has {count} problem{'s' if count > 1 else ''} (listed above): fix "
+            f"the lines named; the {len(table.entries)} good mappings were applied"
+        )
+
+
+def _load_mappings(path: Path, *, explicit: bool) -> Mappings:
+    from invoicesync_dagster.efactura.mappings import Mappings, parse_mappings
+
+    if not path.exists():
+        click.echo(f"No mappings file at {path}: using Stripe's tax ids only.", err=True)
+        return Mappings.empty(str(path))
+    table = parse_mappings(path.read_bytes(), str(path))
+    how = "" if explicit else " (CUSTOMER_MAPPINGS_CSV / $INVOICESYNC_HOME)"
+    click.echo(f"Read {len(table.entries)} mappings from {path}{how}.", err=True)
+    for problem in table.problems:
+        click.echo(f"  {problem}", err=True)
+    return table
+
+
+def _billed_customers(
+    settings: Settings, window: tuple[int, int]
+) -> tuple[dict[str, BilledCustomer], list[StripeCustomer]]:
+    """The customers with a (non-draft) invoice or a charge created in the window."""
+    from invoicesync_dagster.clients.stripe import StripeReader
+    from invoicesync_dagster.efactura.customers import StripeCustomer
+    from invoicesync_dagster.warehouse.customers import BilledCustomer
+
+    assert settings.stripe_api_key is not None
+    reader = StripeReader(
+        settings.stripe_api_key.get_secret_value(),
+        settings.stripe_api_base,
+        concurrency=settings.stripe_fetch_concurrency,
+    )
+    billed: dict[str, BilledCustomer] = {}
+    for page in reader.list_window("invoices", *window):
+        for invoice in page:
+            if invoice.get("customer") and invoice.get("status") != "draft":
+                entry = billed.setdefault(
+                    invoice["customer"], BilledCustomer(invoice["customer"], None)
+                )
+                entry.invoices.append(invoice.get("number") or invoice["id"])
+                entry.invoice_tax_ids.extend(invoice.get("customer_tax_ids") or [])
+    for page in reader.list_window("charges", *window):
+        for charge in page:
+            if charge.get("customer"):
+                billed.setdefault(charge["customer"], BilledCustomer(charge["customer"], None))
+                billed[charge["customer"]].charges += 1
+    gone: list[str] = []
+    customers = [
+        StripeCustomer.from_stripe(raw)
+        for raw in reader.retrieve_many(
+            "customers", sorted(billed), expand=["tax_ids"], missing=gone
+        )
+    ]
+    if gone:
+        click.echo(
+            f"Skipped {len(gone)} customers Stripe does not know: {', '.join(gone)}", err=True
+        )
+    return billed, customers
+
+
+def _registry_answer(
+    settings: Settings, cuis: set[str], on: date, validate: bool
+) -> tuple[RegistryAnswer, dict[str, CachedAnswer]]:
+    """The registry's answers (the warehouse cache, read-only, then ANAF), or none."""
+    from invoicesync_dagster.clients.anaf_registry import (
+        AnafRegistryClient,
+        RegistryAnswer,
+        RegistryError,
+    )
+    from invoicesync_dagster.warehouse.database import WarehouseLocked, connect
+    from invoicesync_dagster.warehouse.registry import as_answer, cached
+
+    if not validate or not cuis:
+        return RegistryAnswer(), {}
+    fresh: dict[str, CachedAnswer] = {}
+    if settings.duckdb_path.exists():
+        try:
+            with connect(settings.duckdb_path, read_only=True) as connection:
+                fresh = cached(connection, cuis, settings.anaf_registry_max_age_days, today=on)
+        except WarehouseLocked as error:
+            click.echo(f"Not using the registry cache: {error}", err=True)
+    answer = as_answer(fresh.values())
+    to_ask = sorted(cuis - fresh.keys())
+    if to_ask:
+        click.echo(
+            f"Asking ANAF's registry about {len(to_ask)} CUIs ({len(fresh)} cached; at most "
+            "100 per request, one request per second)…",
+            err=True,
+        )
+        try:
+            with AnafRegistryClient(settings.anaf_public_api_base) as client:
+                asked = client.lookup(to_ask, on)
+        except RegistryError as error:
+            raise CliError(str(error)) from None
+        answer.found.update(asked.found)
+        answer.not_found.update(asked.not_found)
+    return answer, fresh
+
+
+def _profile_row(profile: BuyerProfile, invoices: list[str], *, full: bool) -> dict[str, Any]:
+    if not full:
+        registry = str(profile.registry_status).replace("_", " ")
+        if profile.submission_blocked:
+            registry += " — BLOCKED"
+        return {
+            "customer_id": profile.customer_id,
+            "email": profile.email or "",
+            "classification": str(profile.classification),
+            "tax_id": profile.cui or profile.vat_number or profile.cnp or "",
+            "legal_name": profile.legal_name or "",
+            "registry": registry,
+        }
+    row = profile.model_dump(mode="json")
+    row["invoices"] = invoices
+    return {k: "; ".join(v) if isinstance(v, list) else v for k, v in row.items()}
+
+
+def _missing_row(profile: BuyerProfile, invoices: list[str]) -> dict[str, Any] | None:
+    """A line for the accountant (mappings format first: email, cui), or None if complete."""
+    if profile.invalid_cui:
+        problem = f"CUI {profile.cui} is invalid or unknown to ANAF"
+        fix = profile.block_reason or ""
+    elif profile.missing_cui:
+        problem = "no CUI, but looks like a business: " + "; ".join(profile.business_signals)
+        fix = "fill in the cui column and add this line to the mappings CSV"
+    else:
+        return None
+    return {
+        "email": profile.email or "",
+        "cui": "",
+        "name": profile.stripe_name or "",
+        "customer_id": profile.customer_id,
+        "invoices": "; ".join(invoices),
+        "problem": problem,
+        "what_to_do": fix,
+    }
+
+
+@cli.group()
+def cui() -> None:
+    """Check a CUI (Romanian company tax id) locally, or look it up in ANAF's registry."""
+
+
+@cui.command("validate")
+@click.argument("value", metavar="CUI")
+@_output_option
+def cui_validate(value: str, output: Path | None) -> None:
+    """Check a CUI's format and check digit, without the network (`RO 4221306` is valid)."""
+    from invoicesync_dagster.efactura.identifiers import (
+        InvalidCui,
+        is_valid_cnp,
+        normalize_person_id,
+        validate_cui,
+    )
+
+    try:
+        cui_digits = validate_cui(value)
+        row = {"input": value, "valid": True, "cui": cui_digits, "vat_number": f"RO{cui_digits}"}
+        row["error"] = ""
+    except InvalidCui as error:
+        message = str(error)
+        if is_valid_cnp(value):
+            message += f"; {normalize_person_id(value)} is a valid CNP (a person's id), not a CUI"
+        row = {"input": value, "valid": False, "cui": "", "vat_number": "", "error": message}
+    if output is not None:
+        emit([row], output, title="CUI checked")
+    if not row["valid"]:
+        raise CliError(str(row["error"]))
+    click.echo(
+        f"CUI {row['cui']} is valid (as a VAT number: {row['vat_number']}). Whether it exists: "
+        f"invoicesync cui lookup {row['cui']}"
+    )
+
+
+@cui.command("lookup")
+@click.argument("value", metavar="CUI")
+@click.option(
+    "--date",
+    "on",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The day the answer is for (default: today, Europe/Bucharest); VAT status changes.",
+)
+@_output_option
+def cui_lookup(value: str, on: datetime | None, output: Path | None) -> None:
+    """What ANAF's public registry says about a company: name, address, registration number,
+    VAT payer and since when, e-Factura registration, inactive."""
+    from invoicesync_dagster.clients.anaf_registry import (
+        AnafRegistryClient,
+        RegistryError,
+        registry_cui,
+    )
+    from invoicesync_dagster.efactura.identifiers import InvalidCui, validate_cui
+
+    settings = _settings()
+    try:
+        # A bad check digit is caught here: the registry would only answer "not found".
+        cui_digits = registry_cui(validate_cui(value))
+    except InvalidCui as error:
+        raise CliError(f"{error}; ANAF's registry was not asked") from None
+    day = on.date() if on else datetime.now(BUCHAREST).date()
+    try:
+        with AnafRegistryClient(settings.anaf_public_api_base) as client:
+            answer = client.lookup([cui_digits], day)
+    except RegistryError as error:
+        raise CliError(str(error)) from None
+    record = answer.found.get(cui_digits)
+    if record is None:
+        raise CliError(
+            f"ANAF's registry does not know CUI {cui_digits} on {day}: check the number with "
+            "the company (its registration certificate)"
+        )
+    row: dict[str, Any] = {
+        "cui": record.cui,
+        "name": record.name,
+        "address": record.address,
+        "county_code": record.county_code or "",
+        "registration_number": record.registration_number,
+        "vat_payer": record.vat_payer,
+        "vat_registered_on": record.vat_registered_on,
+        "efactura_registered": record.efactura_registered,
+        "inactive": record.inactive,
+        "registration_status": record.registration_status,
+        "phone": record.phone,
+        "as_of": day,
+    }
+    if output is not None:
+        emit([row], output, title=f"registry record for CUI {cui_digits}")
+        return
+    shown = [(k, _yes_no(v)) for k, v in row.items()]
+    click.echo(tabulate(shown, tablefmt="plain", disable_numparse=True))
+
+
+def _yes_no(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "" if value is None else str(value)
 
 
 # --- doctor ----------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from tabulate import tabulate
 
 SANDBOX_ENV = Path(__file__).resolve().parent.parent / "sandbox.env"
 # The demo prints its own summary; Dagster's step-by-step debug log stays in the run history.
+# In order: the customers' profiles need the day's Stripe data.
+DAILY_JOBS = ("stripe_sync_job", "customer_profiles_job")
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -54,24 +56,28 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     with SandboxServer(stripe_fixtures=fixtures) as server:
+        # Every outside service goes to the sandbox: nothing leaves 127.0.0.1.
         os.environ["STRIPE_API_BASE"] = server.url
-        print(f"Sandbox serving Stripe on {server.url}")
-        job = defs().resolve_job_def("stripe_sync_job")
+        os.environ["ANAF_PUBLIC_API_BASE"] = server.url
+        print(f"Sandbox serving Stripe and ANAF's registry on {server.url}")
+        definitions = defs()
+        jobs = [definitions.resolve_job_def(name) for name in DAILY_JOBS]
         last_day = date.today() - timedelta(days=1)
         days = [last_day - timedelta(days=n) for n in reversed(range(args.days))]
         instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
         with instance or dg.DagsterInstance.ephemeral() as dagster_instance:
             for day in days:
-                result = job.execute_in_process(
-                    partition_key=day.isoformat(),
-                    instance=dagster_instance,
-                    raise_on_error=False,
-                    run_config=_QUIET,
-                )
-                state = "ok" if result.success else "FAILED"
-                print(f"  {day}  stripe_sync_job  {state}  (run {result.run_id[:8]})")
-                if not result.success:
-                    return 1
+                for job in jobs:
+                    result = job.execute_in_process(
+                        partition_key=day.isoformat(),
+                        instance=dagster_instance,
+                        raise_on_error=False,
+                        run_config=_QUIET,
+                    )
+                    state = "ok" if result.success else "FAILED"
+                    print(f"  {day}  {job.name:<22} {state}  (run {result.run_id[:8]})")
+                    if not result.success:
+                        return 1
     print(f"Synced {len(days)} days in {time.monotonic() - started:.1f} s")
     _summary(load_settings().duckdb_path)
     return 0
@@ -94,12 +100,23 @@ def _summary(database: Path) -> None:
             FROM stripe_invoices i GROUP BY created_date ORDER BY created_date
             """
         ).fetchall()
+        classes = connection.execute(
+            "SELECT classification, count(*), count(*) FILTER (WHERE submission_blocked), "
+            "count(*) FILTER (WHERE inactive) FROM customer_tax_profiles GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        blocked = connection.execute(
+            "SELECT stripe_name, block_reason FROM customer_tax_profiles "
+            "WHERE submission_blocked ORDER BY stripe_name LIMIT 3"
+        ).fetchall()
         totals = connection.execute(
-            "SELECT table_name, estimated_size FROM duckdb_tables() "
-            "WHERE table_name LIKE 'stripe_%' ORDER BY table_name"
+            "SELECT table_name, estimated_size FROM duckdb_tables() ORDER BY table_name"
         ).fetchall()
     print()
     print(tabulate(rows, headers=["day", "invoices", "paid", "currencies", "charges", "refunds"]))
+    print()
+    print(tabulate(classes, headers=["buyer", "customers", "blocked (invalid CUI)", "inactive"]))
+    for name, reason in blocked:
+        print(f"  blocked: {name}: {reason}")
     print()
     print("Tables: " + ", ".join(f"{name} ({count})" for name, count in totals))
     print(f"DuckDB file: {database}")

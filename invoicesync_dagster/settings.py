@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     anaf_api_base: str = ANAF_API_BASE
     anaf_public_api_base: str = ANAF_PUBLIC_API_BASE
     anaf_oauth_base: str = ANAF_OAUTH_BASE
+    # A cached registry answer is reused for this many days before ANAF is asked again.
+    anaf_registry_max_age_days: int = Field(default=7, ge=0, le=365)
+    # The accountant's `email,cui` file; default $INVOICESYNC_HOME/customers.csv.
+    customer_mappings_csv: Path | None = None
 
     smartbill_enabled: bool = False
     smartbill_username: str | None = None
@@ -166,6 +170,11 @@ class Settings(BaseSettings):
     @cached_property
     def duckdb_path(self) -> Path:
         return self.invoicesync_home / "invoicesync.duckdb"
+
+    @property
+    def mappings_csv_path(self) -> Path:
+        """The customer mappings CSV (absent file: no mappings)."""
+        return self.customer_mappings_csv or self.invoicesync_home / "customers.csv"
 
     def missing(self, groups: Iterable[str]) -> dict[str, str]:
         """Required-but-unset settings of the given groups, by environment variable name."""

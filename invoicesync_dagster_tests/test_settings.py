@@ -60,7 +60,11 @@ def test_enabled_provider_requires_its_credentials(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SMARTBILL_ENABLED", "true")
     with pytest.raises(SettingsError) as caught:
         load_settings()
-    assert set(caught.value.problems) == {"SMARTBILL_USERNAME", "SMARTBILL_TOKEN", "SMARTBILL_SERIES"}
+    assert set(caught.value.problems) == {
+        "SMARTBILL_USERNAME",
+        "SMARTBILL_TOKEN",
+        "SMARTBILL_SERIES",
+    }
 
 
 def test_malformed_key_is_rejected_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:

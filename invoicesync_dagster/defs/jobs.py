@@ -14,3 +14,12 @@ stripe_sync_job = dg.define_asset_job(
     description="Reads one day of Stripe (invoices, lines, charges, refunds, credit notes, "
     "customers) into DuckDB.",
 )
+
+customer_profiles_job = dg.define_asset_job(
+    "customer_profiles_job",
+    selection=dg.AssetSelection.groups("customers"),
+    tags=DUCKDB_WRITER,
+    description="Builds one day's buyer profiles (CUI/CNP, ANAF registry data) from the synced "
+    "Stripe customers, with the missing_cui, invalid_cui and inactive_buyer checks. Run it "
+    "after stripe_sync_job for the same day.",
+)

@@ -1,4 +1,5 @@
-"""Resources: they own every connection to the outside world (Stripe, the DuckDB file).
+"""Resources: they own every connection to the outside world (Stripe, ANAF's registry, the
+DuckDB file, the customer mappings file).
 
 No secret is a resource field: fields show in the UI and in run config, so keys are read from
 the settings (environment or .env) when a run starts.
@@ -13,7 +14,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from invoicesync_dagster.clients.anaf_registry import AnafRegistryClient
 from invoicesync_dagster.clients.stripe import StripeReader
+from invoicesync_dagster.efactura.mappings import Mappings, parse_mappings
 from invoicesync_dagster.settings import load_settings
 from invoicesync_dagster.warehouse.database import connect
 
@@ -52,6 +55,47 @@ class StripeResource(dg.ConfigurableResource):
         )
 
 
+class AnafRegistryResource(dg.ConfigurableResource):
+    """ANAF's public VAT registry (PlatitorTvaRest v9): at most 100 CUIs per request and one
+    request per second, answers cached in the warehouse for `max_age_days`."""
+
+    api_base: str | None = None  # default: ANAF_PUBLIC_API_BASE
+    max_age_days: int | None = None  # default: ANAF_REGISTRY_MAX_AGE_DAYS
+
+    def client(self) -> AnafRegistryClient:
+        return AnafRegistryClient(self.api_base or load_settings().anaf_public_api_base)
+
+    @property
+    def cache_max_age_days(self) -> int:
+        if self.max_age_days is not None:
+            return self.max_age_days
+        return load_settings().anaf_registry_max_age_days
+
+
+class CustomerMappingsResource(dg.ConfigurableResource):
+    """The accountant's `email,cui` CSV; a missing file means no mappings."""
+
+    path: str | None = None  # default: CUSTOMER_MAPPINGS_CSV, else $INVOICESYNC_HOME/customers.csv
+
+    @property
+    def file(self) -> Path:
+        return Path(self.path) if self.path else load_settings().mappings_csv_path
+
+    def load(self) -> Mappings:
+        """The usable mappings and the problems of the lines that are not (file, line, fix)."""
+        file = self.file
+        if not file.exists():
+            return Mappings.empty(str(file))
+        return parse_mappings(file.read_bytes(), str(file))
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"stripe": StripeResource(), "warehouse": WarehouseResource()})
+    return dg.Definitions(
+        resources={
+            "stripe": StripeResource(),
+            "warehouse": WarehouseResource(),
+            "anaf_registry": AnafRegistryResource(),
+            "customer_mappings": CustomerMappingsResource(),
+        }
+    )

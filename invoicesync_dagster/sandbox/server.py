@@ -1,6 +1,8 @@
-"""The sandbox HTTP server: one loopback port serving every fake (Stripe today, more later).
+"""The sandbox HTTP server: one loopback port serving every fake (Stripe, ANAF's public registry;
+more later).
 
-Fakes are mounted in order and each request goes to the first fake whose `handle` answers it.
+Each request goes to the first fake whose `handle` answers it, the most recently mounted first:
+a test can mount its own fake (a registry with other options, a canned answer) over a default.
 The server itself owns what is shared by all fakes: the request log, fault injection, the
 latency knob and the clock, with control endpoints under `/_sandbox/`:
 
@@ -80,7 +82,9 @@ class RequestLog:
 
 
 class SandboxServer:
-    """Threaded HTTP server on 127.0.0.1 with the Stripe fake mounted at `/v1/`."""
+    """Threaded HTTP server on 127.0.0.1 with the Stripe fake at `/v1/` and ANAF's registry fake
+    at `/api/PlatitorTvaRest/v9/tva` (records derived from the Stripe customers, plus those of
+    `registry_fixtures`, a JSON list of v9 `found` records)."""
 
     def __init__(
         self,
@@ -89,6 +93,7 @@ class SandboxServer:
         *,
         latency_ms: int = 0,
         stripe_fixtures: Path | None = None,
+        registry_fixtures: Path | None = None,
         faults: list[FaultRule | Mapping[str, Any]] | None = None,
         fault_seed: int = 0,
     ) -> None:
@@ -108,6 +113,15 @@ class SandboxServer:
         # Fixtures load before the port is bound, so a bad file leaves no socket behind.
         self.stripe = StripeFake(clock=self.clock, fixtures=stripe_fixtures)
         self.mount(self.stripe)
+        # Imported here: the registry fake imports this module (for Fake, Request, Response).
+        from invoicesync_dagster.sandbox.anaf_registry_fake import (
+            AnafRegistryFake,
+            load_fixture_file,
+        )
+
+        records = load_fixture_file(registry_fixtures) if registry_fixtures else ()
+        self.registry = AnafRegistryFake(stripe=self.stripe, records=records)
+        self.mount(self.registry)
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -120,7 +134,8 @@ class SandboxServer:
         return f"http://{LOOPBACK}:{self.port}"
 
     def mount(self, fake: Fake) -> None:
-        self._fakes.append(fake)
+        """Serve `fake`; it answers before the fakes mounted earlier."""
+        self._fakes.insert(0, fake)
 
     def start(self) -> SandboxServer:
         if self._thread is not None:

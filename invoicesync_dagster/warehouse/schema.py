@@ -100,6 +100,66 @@ MIGRATIONS: tuple[str, ...] = (
         {_SYNC_COLUMNS}
     );
     """,
+    # 2: the cache of ANAF registry answers (warehouse/registry.py). IF NOT EXISTS: warehouses
+    # created before this migration existed may already hold the table.
+    """
+    CREATE TABLE IF NOT EXISTS anaf_registry (
+        cui VARCHAR PRIMARY KEY,          -- digits only, no RO prefix, no leading zeros
+        found BOOLEAN NOT NULL,           -- false: the registry does not know this CUI
+        name VARCHAR,                     -- denumire
+        registration_number VARCHAR,      -- nrRegCom
+        vat_payer BOOLEAN,                -- scpTVA on queried_on
+        vat_registered_on DATE,           -- start of the current VAT period
+        efactura_registered BOOLEAN,      -- statusRO_e_Factura
+        inactive BOOLEAN,                 -- stare_inactiv.statusInactivi
+        county_code VARCHAR,              -- ISO 3166-2:RO from scod_JudetAuto, e.g. RO-CJ
+        raw JSON,                         -- the v9 record as ANAF sent it; NULL when not found
+        queried_on DATE NOT NULL,         -- the date the answer is valid for
+        queried_at TIMESTAMPTZ NOT NULL   -- when ANAF was asked
+    );
+    """,
+    # 3: the buyer identity of every Stripe customer (warehouse/customers.py). Each value has a
+    # `*_source` column: mappings_csv, stripe_tax_id, stripe_metadata, anaf_registry,
+    # stripe_customer or b2c_placeholder.
+    """
+    CREATE TABLE customer_tax_profiles (
+        customer_id VARCHAR NOT NULL,     -- Stripe customer id; one row per customer
+        email VARCHAR,
+        stripe_name VARCHAR,
+        country VARCHAR,                  -- billing country (ISO 3166-1 alpha-2)
+        classification VARCHAR NOT NULL,  -- ro_company | ro_person | eu_business | non_eu | unknown
+        classification_reason VARCHAR NOT NULL,
+        cui VARCHAR,                      -- digits, no RO prefix
+        cui_source VARCHAR,
+        cui_valid BOOLEAN,                -- check digit; NULL when there is no CUI
+        cnp VARCHAR,                      -- ro_person: a CNP or the placeholder 0000000000000
+        cnp_source VARCHAR,
+        vat_number VARCHAR,               -- a non-Romanian VAT number, prefix included
+        vat_number_source VARCHAR,
+        legal_name VARCHAR,
+        legal_name_source VARCHAR,
+        street VARCHAR,
+        city VARCHAR,
+        county_code VARCHAR,              -- ISO 3166-2:RO (RO-CJ, RO-B), Romanian addresses
+        postal_code VARCHAR,
+        address_source VARCHAR,
+        registration_number VARCHAR,      -- trade register number (J12/345/2015)
+        registration_number_source VARCHAR,
+        registry_status VARCHAR NOT NULL, -- found | not_found | not_asked
+        registry_queried_on DATE,         -- the date the registry answer is valid for
+        vat_payer BOOLEAN,                -- registry flags, NULL unless found
+        vat_registered_on DATE,
+        efactura_registered BOOLEAN,
+        inactive BOOLEAN,
+        looks_like_business BOOLEAN NOT NULL,
+        business_signals VARCHAR[],       -- why it looks like a business
+        notes VARCHAR[],                  -- values of lower-precedence sources not used
+        submission_blocked BOOLEAN NOT NULL, -- its documents must not be filed (invalid CUI)
+        block_reason VARCHAR,             -- what is wrong and how to fix it
+        partition_date DATE NOT NULL,     -- the day whose run last wrote this row
+        updated_at TIMESTAMPTZ NOT NULL
+    );
+    """,
 )
 
 

@@ -179,7 +179,8 @@ def test_fixed_initial_slices_still_split_where_dense(sandbox: SandboxServer) ->
 
 
 def test_stopping_early_sends_no_further_requests(sandbox: SandboxServer) -> None:
-    objects = [invoice(i, DAY_START + i * 20) for i in range(3_000)]
+    # Spread over the whole day: an empty slice would let the loop go on and submit more.
+    objects = [invoice(i, DAY_START + i * 28) for i in range(3_000)]
     load(sandbox, objects)
     reader, _ = make_reader(sandbox, concurrency=4)
 

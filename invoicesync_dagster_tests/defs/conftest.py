@@ -1,0 +1,48 @@
+"""Fixtures of the asset tests: materializing against the sandbox into a real DuckDB file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from invoicesync_dagster.defs.resources import (
+    AnafRegistryResource,
+    CustomerMappingsResource,
+    StripeResource,
+    WarehouseResource,
+)
+from invoicesync_dagster.sandbox.server import SandboxServer
+from invoicesync_dagster_tests.defs.buyers import DAY
+
+
+@pytest.fixture
+def materialize(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sandbox: SandboxServer
+) -> Callable[..., dg.ExecuteInProcessResult]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_customers")
+
+    def run(
+        assets: list[Any],
+        day: date = DAY,
+        instance: dg.DagsterInstance | None = None,
+    ) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            assets,
+            partition_key=day.isoformat(),
+            resources={
+                "stripe": StripeResource(api_base=sandbox.url, concurrency=4),
+                "warehouse": WarehouseResource(database=str(tmp_path / "w.duckdb")),
+                "anaf_registry": AnafRegistryResource(api_base=sandbox.url, max_age_days=7),
+                "customer_mappings": CustomerMappingsResource(path=str(tmp_path / "customers.csv")),
+            },
+            instance=instance,
+            raise_on_error=False,
+        )
+
+    return run
