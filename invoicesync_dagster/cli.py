@@ -267,6 +267,12 @@ def sandbox() -> None:
     help="Delay added to every request, to make benchmarks realistic.",
 )
 @click.option(
+    "--faults",
+    help='Fault rules for this run, as JSON or @FILE.json, e.g. \'{"rules": [{"path_prefix": '
+    '"/v1/invoices", "status": 429, "retry_after": 2, "times": 3}]}\' (status 500, delay_ms, '
+    "every_nth, probability also work; POST /_sandbox/faults changes them while running).",
+)
+@click.option(
     "--port-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the chosen port to this file once listening (for scripts).",
@@ -276,6 +282,7 @@ def sandbox_serve(
     stripe_fixtures: Path | None,
     registry_fixtures: Path | None,
     latency_ms: int,
+    faults: str | None,
     port_file: Path | None,
 ) -> None:
     """Serve the sandbox until interrupted (Ctrl-C)."""
@@ -283,11 +290,15 @@ def sandbox_serve(
     from invoicesync_dagster.sandbox.stripe_fake import FixtureError
 
     try:
+        text = Path(faults[1:]).read_text() if faults and faults.startswith("@") else faults
+        fault_config = json.loads(text) if text else {}
         server = SandboxServer(
             port=port,
             latency_ms=latency_ms,
             stripe_fixtures=stripe_fixtures,
             registry_fixtures=registry_fixtures,
+            faults=fault_config.get("rules"),
+            fault_seed=fault_config.get("seed", 0),
         )
     except (FixtureError, ValueError, OSError) as error:
         raise CliError(f"sandbox not started: {error}") from None

@@ -151,6 +151,8 @@ def test_sandbox_serve_runs_as_a_command(tmp_path: Path) -> None:
             "serve",
             "--port-file",
             str(port_file),
+            "--faults",
+            '{"rules": [{"path_prefix": "/v1/invoices", "status": 500, "times": 1}]}',
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -166,7 +168,22 @@ def test_sandbox_serve_runs_as_a_command(tmp_path: Path) -> None:
             "sk_test_x", base_addresses={"api": f"http://127.0.0.1:{port_file.read_text()}"}
         )
         assert client.v1.customers.list().data == []
+        with pytest.raises(stripe.APIError):  # the fault rule given on the command line
+            client.v1.invoices.list(options={"max_network_retries": 0})
+        assert client.v1.invoices.list(options={"max_network_retries": 0}).data == []
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=15)
     assert process.returncode == 0
+
+
+def test_sandbox_seed_writes_deterministic_fixtures(tmp_path: Path) -> None:
+    args = ["sandbox", "seed", "--days", "2", "--invoices-per-day", "3", "--seed", "11"]
+    code, out = invoke(*args, "--output", str(tmp_path / "a.jsonl"))
+    again, _ = invoke(*args, "--output", str(tmp_path / "b.jsonl"))
+    assert code == again == 0
+    assert "invoice" in out and str(tmp_path / "a.jsonl") in out
+    first = (tmp_path / "a.jsonl").read_bytes()
+    assert first == (tmp_path / "b.jsonl").read_bytes()
+    kinds = {json.loads(line)["object"] for line in first.splitlines()}
+    assert {"customer", "invoice", "charge", "event"} <= kinds
