@@ -20,7 +20,7 @@ from tabulate import tabulate
 SANDBOX_ENV = Path(__file__).resolve().parent.parent / "sandbox.env"
 # The demo prints its own summary; Dagster's step-by-step debug log stays in the run history.
 # In order: the customers' profiles need the day's Stripe data.
-DAILY_JOBS = ("stripe_sync_job", "customer_profiles_job")
+DAILY_JOBS = ("stripe_sync_job", "customer_profiles_job", "efactura_job")
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         # Every outside service goes to the sandbox: nothing leaves 127.0.0.1.
         os.environ["STRIPE_API_BASE"] = server.url
         os.environ["ANAF_PUBLIC_API_BASE"] = server.url
+        os.environ["BNR_RATES_URL"] = f"{server.url}/bnr/nbrfxrates.xml"
         print(f"Sandbox serving Stripe and ANAF's registry on {server.url}")
         definitions = defs()
         jobs = [definitions.resolve_job_def(name) for name in DAILY_JOBS]

@@ -14,6 +14,7 @@ set -a; source sandbox.env; set +a
 # Every outside service goes to the sandbox: nothing leaves 127.0.0.1.
 export STRIPE_API_BASE="http://127.0.0.1:$SANDBOX_PORT"
 export ANAF_PUBLIC_API_BASE="http://127.0.0.1:$SANDBOX_PORT"
+export BNR_RATES_URL="http://127.0.0.1:$SANDBOX_PORT/bnr/nbrfxrates.xml"
 # setsid + group kill: a background process started from a script ignores SIGINT otherwise.
 setsid "$BIN/invoicesync" sandbox serve --port "$SANDBOX_PORT" --stripe-fixtures "$fixtures" &
 sandbox_pid=$!

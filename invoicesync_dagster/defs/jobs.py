@@ -23,3 +23,11 @@ customer_profiles_job = dg.define_asset_job(
     "Stripe customers, with the missing_cui, invalid_cui and inactive_buyer checks. Run it "
     "after stripe_sync_job for the same day.",
 )
+
+efactura_job = dg.define_asset_job(
+    "efactura_job",
+    selection=dg.AssetSelection.groups("efactura"),
+    tags=DUCKDB_WRITER,
+    description="Builds one day's e-Factura inputs and documents (BNR exchange rates, ...) in "
+    "DuckDB. Run it after customer_profiles_job for the same day.",
+)

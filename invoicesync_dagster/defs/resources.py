@@ -1,4 +1,4 @@
-"""Resources: they own every connection to the outside world (Stripe, ANAF's registry, the
+"""Resources: they own every connection to the outside world (Stripe, ANAF's registry, BNR, the
 DuckDB file, the customer mappings file).
 
 No secret is a resource field: fields show in the UI and in run config, so keys are read from
@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 
 from invoicesync_dagster.clients.anaf_registry import AnafRegistryClient
+from invoicesync_dagster.clients.bnr import BnrClient
 from invoicesync_dagster.clients.stripe import StripeReader
 from invoicesync_dagster.efactura.mappings import Mappings, parse_mappings
 from invoicesync_dagster.settings import load_settings
@@ -72,6 +73,18 @@ class AnafRegistryResource(dg.ConfigurableResource):
         return load_settings().anaf_registry_max_age_days
 
 
+class BnrResource(dg.ConfigurableResource):
+    """BNR's reference exchange rates (public XML files, no key)."""
+
+    rates_url: str | None = None  # default: BNR_RATES_URL; the other files are found next to it
+    max_retries: int = 2  # for connection errors, timeouts, 429 and 5xx
+
+    def client(self) -> BnrClient:
+        return BnrClient(
+            self.rates_url or load_settings().bnr_rates_url, max_retries=self.max_retries
+        )
+
+
 class CustomerMappingsResource(dg.ConfigurableResource):
     """The accountant's `email,cui` CSV; a missing file means no mappings."""
 
@@ -97,5 +110,6 @@ def resources() -> dg.Definitions:
             "warehouse": WarehouseResource(),
             "anaf_registry": AnafRegistryResource(),
             "customer_mappings": CustomerMappingsResource(),
+            "bnr": BnrResource(),
         }
     )

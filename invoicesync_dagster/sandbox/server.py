@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from invoicesync_dagster.sandbox.bnr_fake import BnrFake
 from invoicesync_dagster.sandbox.faults import FaultConfigError, FaultInjector, FaultRule
 from invoicesync_dagster.sandbox.http import Clock, Fake, Request, Response
 from invoicesync_dagster.sandbox.stripe_fake import StripeFake
@@ -82,9 +83,9 @@ class RequestLog:
 
 
 class SandboxServer:
-    """Threaded HTTP server on 127.0.0.1 with the Stripe fake at `/v1/` and ANAF's registry fake
+    """Threaded HTTP server on 127.0.0.1 with the Stripe fake at `/v1/`, ANAF's registry fake
     at `/api/PlatitorTvaRest/v9/tva` (records derived from the Stripe customers, plus those of
-    `registry_fixtures`, a JSON list of v9 `found` records)."""
+    `registry_fixtures`, a JSON list of v9 `found` records) and BNR's rate files at `/bnr/`."""
 
     def __init__(
         self,
@@ -122,6 +123,8 @@ class SandboxServer:
         records = load_fixture_file(registry_fixtures) if registry_fixtures else ()
         self.registry = AnafRegistryFake(stripe=self.stripe, records=records)
         self.mount(self.registry)
+        self.bnr = BnrFake(clock=self.clock)
+        self.mount(self.bnr)
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
 

@@ -160,6 +160,35 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at TIMESTAMPTZ NOT NULL
     );
     """,
+    # 4: the ledger of invoice numbers (warehouse/numbering.py, policy in efactura/numbering.py).
+    # Rows are never deleted: a number whose document can never be issued is voided, with a reason.
+    """
+    CREATE TABLE invoice_number_allocations (
+        series VARCHAR NOT NULL,          -- letters and digits, e.g. INV
+        year INTEGER NOT NULL,            -- year of the issue date in Europe/Bucharest
+        number BIGINT NOT NULL CHECK (number >= 1),  -- 1, 2, ... per (series, year), no gaps
+        source_key VARCHAR NOT NULL UNIQUE, -- what it numbers: stripe_invoice:in_…
+        document_id VARCHAR NOT NULL,     -- the document's BT-1 (cbc:ID), e.g. INV-2026-000123
+        allocated_at TIMESTAMPTZ NOT NULL,
+        state VARCHAR NOT NULL CHECK (state IN ('allocated', 'voided')),
+        void_reason VARCHAR,              -- why it can never be issued; NULL unless voided
+        voided_at TIMESTAMPTZ,
+        PRIMARY KEY (series, year, number),
+        CHECK ((state = 'voided') = (void_reason IS NOT NULL))
+    );
+    """,
+    # 5: BNR reference exchange rates (warehouse/fx.py), for the RON VAT of non-RON documents.
+    """
+    CREATE TABLE fx_rates (
+        rate_date DATE NOT NULL,          -- the banking day BNR dated the rate with
+        currency VARCHAR NOT NULL,        -- ISO 4217, e.g. EUR
+        rate DECIMAL(18, 4) NOT NULL CHECK (rate > 0),  -- RON for `multiplier` units
+        multiplier INTEGER NOT NULL CHECK (multiplier >= 1),  -- 100 for HUF, JPY, KRW
+        source VARCHAR NOT NULL,          -- URL of the BNR file it was read from
+        fetched_at TIMESTAMPTZ NOT NULL,  -- when this value was first read
+        PRIMARY KEY (rate_date, currency)
+    );
+    """,
 )
 
 

@@ -1,0 +1,1 @@
+"""e-Factura: exchange rates, billable events, documents and their checks."""
