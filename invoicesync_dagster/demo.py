@@ -17,7 +17,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 from tabulate import tabulate
 
-SANDBOX_ENV = Path(__file__).resolve().parent.parent / "sandbox.env"
+SANDBOX_ENV = Path(__file__).resolve().parent.parent / "sandbox.dotenv"
 # The demo prints its own summary; Dagster's step-by-step debug log stays in the run history.
 # In order: the customers' profiles need the day's Stripe data.
 DAILY_JOBS = ("stripe_sync_job", "customer_profiles_job", "efactura_job")

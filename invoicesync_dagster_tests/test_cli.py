@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import stripe
 from click.testing import CliRunner
+from dotenv import dotenv_values
 
 from invoicesync_dagster.cli import cli
 from invoicesync_dagster.sandbox.server import SandboxServer
@@ -129,10 +130,10 @@ def test_doctor_reports_each_part(loaded: Scenario, monkeypatch: pytest.MonkeyPa
     assert "[FAIL] configuration" in out and "COMPANY_CUI" in out
     assert "[ok] stripe" in out
 
-    for line in (Path(__file__).parents[1] / "sandbox.env").read_text().splitlines():
-        if line and not line.startswith("#") and not line.startswith("STRIPE"):
-            name, value = line.split("=", 1)
-            monkeypatch.setenv(name, value)
+    settings = dotenv_values(Path(__file__).parents[1] / "sandbox.dotenv")
+    for name, value in settings.items():
+        if not name.startswith("STRIPE"):
+            monkeypatch.setenv(name, value or "")
     code, out = invoke("doctor")
     assert code == 0, out
     assert "[ok] configuration" in out and "[ok] warehouse" in out

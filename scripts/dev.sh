@@ -10,7 +10,7 @@ if [ ! -f "$fixtures" ]; then
   mkdir -p "$(dirname "$fixtures")"
   "$BIN/invoicesync" sandbox seed --days 14 --output "$fixtures"
 fi
-set -a; source sandbox.env; set +a
+set -a; source sandbox.dotenv; set +a
 # Every outside service goes to the sandbox: nothing leaves 127.0.0.1.
 export STRIPE_API_BASE="http://127.0.0.1:$SANDBOX_PORT"
 export ANAF_PUBLIC_API_BASE="http://127.0.0.1:$SANDBOX_PORT"
