@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # imported lazily below: the CLI starts fast
     from invoicesync_dagster.warehouse.registry import CachedAnswer
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
+_SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,199}$")
 # Stripe amounts are in the currency's minor unit; these currencies have none.
 _ZERO_DECIMAL = {
     "BIF",
@@ -662,6 +664,79 @@ def _yes_no(value: Any) -> str:
 
 
 # --- doctor ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), required=True)
+@click.option("--end-date", type=click.DateTime(["%Y-%m-%d"]), required=True)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write SERIES-YEAR-NUMBER.xml files into (created if missing).",
+)
+@_output_option
+def export(start_date: datetime, end_date: datetime, directory: Path, output: Path | None) -> None:
+    """Write each numbered document of the days as SERIES-YEAR-NUMBER.xml (e.g.
+    INV-2026-000123.xml), the XML exactly as it is filed. Held and blocked documents have no
+    number and no XML yet: they are listed with what to fix."""
+    import duckdb
+
+    from invoicesync_dagster.warehouse.database import WarehouseLocked, connect
+    from invoicesync_dagster.warehouse.documents import documents_between
+
+    start, end = start_date.date(), end_date.date()
+    if end < start:
+        raise CliError(f"--end-date {end} is before --start-date {start}")
+    settings = _settings()
+    try:
+        with connect(settings.duckdb_path, read_only=True) as connection:
+            found = documents_between(connection, start, end)
+    except (WarehouseLocked, FileNotFoundError) as error:
+        raise CliError(str(error)) from None
+    except duckdb.CatalogException as error:
+        raise CliError(
+            f"{settings.duckdb_path} has no documents table yet: materialize efactura_documents "
+            f"first ({error.__class__.__name__})"
+        ) from None
+    directory.mkdir(parents=True, exist_ok=True)
+    rows, written, waiting = [], 0, 0
+    for document in found:
+        name = document["invoice_number"]
+        path = None
+        if document["xml"] is not None and _SAFE_FILE_NAME.match(name or ""):
+            path = directory / f"{name}.xml"
+            partial = path.with_name(path.name + ".partial")
+            partial.write_bytes(document["xml"].encode("utf-8"))
+            partial.replace(path)
+            written += 1
+        else:
+            waiting += 1
+        errors = json.loads(document["errors"] or "[]")
+        rows.append(
+            {
+                "document_id": document["document_id"],
+                "day": str(document["partition_date"]),
+                "kind": document["kind"],
+                "status": document["status"],
+                "number": name or "",
+                "currency": document["currency"],
+                "total": "" if document["total"] is None else str(document["total"]),
+                "file": str(path) if path else "",
+                "to_fix": errors[0] if errors else "",
+            }
+        )
+    if output is not None:
+        emit(rows, output, title="documents")
+    click.echo(f"{written} documents of {start}..{end} written to {directory}")
+    if waiting:
+        click.echo(
+            f"{waiting} documents are held or blocked and were not exported; see the to_fix "
+            "column (--output), or query the v_documents_to_fix view"
+        )
+        for row in [r for r in rows if not r["file"]][:10]:
+            click.echo(f"  {row['document_id']} ({row['status']}): {row['to_fix'][:160]}")
 
 
 @cli.command()

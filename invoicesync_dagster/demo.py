@@ -109,6 +109,18 @@ def _summary(database: Path) -> None:
             "SELECT stripe_name, block_reason FROM customer_tax_profiles "
             "WHERE submission_blocked ORDER BY stripe_name LIMIT 3"
         ).fetchall()
+        documents = connection.execute(
+            """
+            SELECT partition_date AS day,
+                   count(*) FILTER (WHERE status = 'ready' AND kind = 'invoice') AS invoices,
+                   count(*) FILTER (WHERE status = 'ready' AND kind = 'credit_note')
+                       AS credit_notes,
+                   count(*) FILTER (WHERE status = 'held') AS held,
+                   count(*) FILTER (WHERE status = 'blocked') AS blocked,
+                   min(invoice_number) || ' .. ' || max(invoice_number) AS numbers
+            FROM efactura_documents GROUP BY partition_date ORDER BY partition_date
+            """
+        ).fetchall()
         totals = connection.execute(
             "SELECT table_name, estimated_size FROM duckdb_tables() ORDER BY table_name"
         ).fetchall()
@@ -119,10 +131,24 @@ def _summary(database: Path) -> None:
     for name, reason in blocked:
         print(f"  blocked: {name}: {reason}")
     print()
+    print(
+        tabulate(
+            documents,
+            headers=["day", "invoices", "credit notes", "held", "blocked", "numbers"],
+        )
+    )
+    print("  held/blocked documents and what to fix: SELECT * FROM v_documents_to_fix")
+    print()
     print("Tables: " + ", ".join(f"{name} ({count})" for name, count in totals))
     print(f"DuckDB file: {database}")
     query = "SELECT status, count(*) FROM stripe_invoices GROUP BY 1"
     print(f'Query it:    .venv/bin/duckdb -readonly {database} "{query}"')
+    print(
+        f"XML files:   .venv/bin/invoicesync export --start-date {documents[0][0]} "
+        f"--end-date {documents[-1][0]} --dir ./einvoices"
+        if documents
+        else ""
+    )
     print("Open the UI: make dev   (then http://127.0.0.1:3000)")
 
 

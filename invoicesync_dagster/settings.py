@@ -19,7 +19,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from invoicesync_dagster.efactura.counties import COUNTY_NAMES
+from invoicesync_dagster.efactura.from_stripe import DocumentPolicy, NonEuTreatment
 from invoicesync_dagster.efactura.identifiers import InvalidCui, validate_cui
+from invoicesync_dagster.efactura.model import Address, Party
 
 STRIPE_API_BASE = "https://api.stripe.com"
 ANAF_API_BASE = "https://api.anaf.ro"
@@ -79,8 +81,11 @@ class Settings(BaseSettings):
 
     default_invoice_series: str = "INV"
     default_currency: str = "RON"
-    default_tax_rate: Decimal | None = None
+    default_tax_rate: Decimal | None = Field(default=None, gt=0, lt=100)
     invoice_on: Literal["paid", "finalized"] = "paid"
+    # Sales to buyers outside the EU: not subject to Romanian VAT (O, services supplied abroad)
+    # or export (G, goods leaving the EU).
+    non_eu_vat_treatment: Literal["not_subject", "export"] = "not_subject"
 
     anaf_enabled: bool = False
     anaf_client_id: str | None = None
@@ -175,6 +180,32 @@ class Settings(BaseSettings):
     def mappings_csv_path(self) -> Path:
         """The customer mappings CSV (absent file: no mappings)."""
         return self.customer_mappings_csv or self.invoicesync_home / "customers.csv"
+
+    def document_policy(self) -> DocumentPolicy:
+        """The seller and numbering the documents are built with (needs the company group)."""
+        problems = self.missing(["company"])
+        if problems:
+            raise SettingsError(problems)
+        cui = self.company_cui or ""
+        seller = Party(
+            name=self.company_name or "",
+            vat_id=f"RO{cui}",
+            trade_register_number=self.company_registration,
+            address=Address(
+                street=self.company_address_street or "",
+                city=self.company_address_city or "",
+                postal_code=self.company_address_postal,
+                county=self.company_address_county,
+                country="RO",
+            ),
+        )
+        return DocumentPolicy(
+            seller=seller,
+            series=self.default_invoice_series,
+            non_eu=NonEuTreatment(self.non_eu_vat_treatment),
+            iban=self.company_iban,
+            standard_rate=self.default_tax_rate,
+        )
 
     def missing(self, groups: Iterable[str]) -> dict[str, str]:
         """Required-but-unset settings of the given groups, by environment variable name."""

@@ -41,5 +41,12 @@ def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
             "SELECT count(*) FROM stripe_invoices i LEFT JOIN stripe_customers c "
             "ON c.id = i.customer WHERE c.id IS NULL"
         ).fetchone()
+        ready, unnumbered = connection.execute(  # type: ignore[misc]
+            "SELECT count(*) FILTER (WHERE status = 'ready' AND invoice_number IS NOT NULL), "
+            "count(*) FILTER (WHERE status = 'ready' AND invoice_number IS NULL) "
+            "FROM efactura_documents"
+        ).fetchone()
+    assert ready > 0 and unnumbered == 0
+    assert "v_documents_to_fix" in done.stdout and "invoicesync export" in done.stdout
     assert days == (3,)
     assert orphans == (0,)  # every invoice's buyer was fetched

@@ -17,6 +17,7 @@ import duckdb
 from invoicesync_dagster.clients.anaf_registry import AnafRegistryClient
 from invoicesync_dagster.clients.bnr import BnrClient
 from invoicesync_dagster.clients.stripe import StripeReader
+from invoicesync_dagster.efactura.from_stripe import DocumentPolicy, NonEuTreatment
 from invoicesync_dagster.efactura.mappings import Mappings, parse_mappings
 from invoicesync_dagster.settings import load_settings
 from invoicesync_dagster.warehouse.database import connect
@@ -102,6 +103,29 @@ class CustomerMappingsResource(dg.ConfigurableResource):
         return parse_mappings(file.read_bytes(), str(file))
 
 
+class CompanyResource(dg.ConfigurableResource):
+    """The selling company and how it documents its sales (COMPANY_*, DEFAULT_INVOICE_SERIES,
+    INVOICE_ON, NON_EU_VAT_TREATMENT); each field set here overrides its setting."""
+
+    series: str | None = None
+    invoice_on: str | None = None  # paid | finalized
+    non_eu_vat_treatment: str | None = None  # not_subject | export
+
+    def policy(self) -> DocumentPolicy:
+        policy = load_settings(need=["company"]).document_policy()
+        update: dict[str, object] = {}
+        if self.series:
+            update["series"] = self.series
+        if self.non_eu_vat_treatment:
+            update["non_eu"] = NonEuTreatment(self.non_eu_vat_treatment)
+        return policy.model_copy(update=update) if update else policy
+
+    @property
+    def invoice_trigger(self) -> str:
+        """`paid` or `finalized`: when a Stripe invoice becomes a document."""
+        return self.invoice_on or load_settings().invoice_on
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
@@ -111,5 +135,6 @@ def resources() -> dg.Definitions:
             "anaf_registry": AnafRegistryResource(),
             "customer_mappings": CustomerMappingsResource(),
             "bnr": BnrResource(),
+            "company": CompanyResource(),
         }
     )

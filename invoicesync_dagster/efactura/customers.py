@@ -49,6 +49,7 @@ from invoicesync_dagster.efactura.identifiers import (
     validate_eu_vat,
 )
 from invoicesync_dagster.efactura.mappings import CustomerMapping
+from invoicesync_dagster.efactura.model import bucharest_sector
 
 EU_COUNTRIES = frozenset({
     "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
@@ -576,10 +577,18 @@ def county_from_state(state: str | None) -> str | None:
 def _stripe_address(address: StripeAddress) -> dict[str, Any]:
     street = ", ".join(part for part in (address.line1, address.line2) if part)
     is_ro = (address.country or "").upper() == "RO"
+    county = county_from_state(address.state) if is_ro else None
+    city = address.city
+    # Bucharest buyers often type the sector as the state ("Sector 3"): keep it as the city,
+    # which is where CIUS-RO wants it (BR-RO-100), unless the city already names one.
+    sector = bucharest_sector(address.state or "") if is_ro else None
+    if sector is not None:
+        county = "RO-B"
+        city = city if city and bucharest_sector(city) else f"Sector {sector[-1]}"
     return {
         "street": street or None,
-        "city": address.city,
-        "county_code": county_from_state(address.state) if is_ro else None,
+        "city": city,
+        "county_code": county,
         "postal_code": address.postal_code,
         "address_source": Source.STRIPE_CUSTOMER,
     }

@@ -8,16 +8,18 @@
   PaymentMeans (a CreditNote has no DueDate), and it references the invoice it corrects.
 * Amounts are written with two decimals, prices and quantities as given (see `money`). The
   writer writes what the document holds and checks nothing: `rules.check` does that.
-* Deterministic: the same document gives the same bytes (UTF-8, lxml escaping), hence the same
-  `xml_sha256`.
+* Deterministic: the same document gives the same bytes, hence the same `xml_sha256`.
+* Written as text, not through an lxml tree (building one cost more than everything else):
+  the bytes are exactly what lxml's `tostring(pretty_print=True)` wrote before, which the
+  tests prove by re-serialising through lxml. UTF-8, two-space indentation, libxml2's
+  escaping; a character XML 1.0 forbids is a ValueError naming its element, never bad XML.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from decimal import Decimal
-
-from lxml import etree
 
 from invoicesync_dagster.efactura.model import (
     CUSTOMIZATION_ID,
@@ -33,26 +35,83 @@ NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_CREDIT_NOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 NS_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
 NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
-_CAC = f"{{{NS_CAC}}}"
-_CBC = f"{{{NS_CBC}}}"
 VAT_SCHEME = "VAT"
 # BT-32 is a PartyTaxScheme whose scheme is anything but VAT (UBL-SR-13); PEPPOL writes TAX.
 TAX_REGISTRATION_SCHEME = "TAX"
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
-_SubElement = etree.SubElement
+_INDENT = "  "
+_DECLARATION_TEXT = XML_DECLARATION.decode()
+# Characters XML 1.0 forbids: C0 controls other than tab, LF and CR, lone surrogates, U+FFFE
+# and U+FFFF. The check runs once on the encoded bytes (a regex over the text is ten times
+# slower); the regex only finds the culprit for the error message.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_FORBIDDEN_CONTROLS = bytes(c for c in range(0x20) if c not in b"\t\n\r")
 
 
-def _cac(parent: etree._Element, name: str) -> etree._Element:
-    return _SubElement(parent, _CAC + name)
+def _escape_text(text: str) -> str:
+    """Element content escaped as libxml2 writes it in UTF-8 (quotes stay, CR is a reference)."""
+    if "&" in text or "<" in text or ">" in text or "\r" in text:
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        text = text.replace("\r", "&#13;")
+    return text
 
 
-def _cbc(parent: etree._Element, name: str, text: str | None) -> etree._Element | None:
-    """A basic element, skipped when there is no value."""
-    if not text:
-        return None
-    element = _SubElement(parent, _CBC + name)
-    element.text = text
+def _escape_attribute(value: str) -> str:
+    """An attribute value escaped as libxml2 writes it (whitespace other than space as
+    references, so that attribute-value normalisation cannot change it)."""
+    value = _escape_text(value)
+    if '"' in value or "\n" in value or "\t" in value:
+        value = value.replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
+    return value
+
+
+class _Aggregate:
+    """An element holding only elements: the root or a `cac:` element. Its basic (`cbc:`)
+    children are rendered, indented, as they are added; UBL has no mixed content."""
+
+    __slots__ = ("children", "indent", "inner", "namespaces", "tag")
+
+    def __init__(self, tag: str, indent: str, namespaces: str = "") -> None:
+        self.tag = tag
+        self.indent = indent
+        self.inner = indent + _INDENT  # the children's indentation
+        self.namespaces = namespaces  # the root's xmlns declarations
+        self.children: list[_Aggregate | str] = []
+
+    def render(self, out: list[str]) -> None:
+        """Append the element as pretty-printed XML, the way lxml's `pretty_print` lays it out:
+        two spaces per level, one element per line, an empty element self-closed."""
+        indent, tag = self.indent, self.tag
+        if not self.children:
+            out.append(f"{indent}<{tag}{self.namespaces}/>\n")
+            return
+        out.append(f"{indent}<{tag}{self.namespaces}>\n")
+        for child in self.children:
+            if type(child) is str:
+                out.append(child)
+            else:
+                child.render(out)
+        out.append(f"{indent}</{tag}>\n")
+
+
+def _cac(parent: _Aggregate, name: str) -> _Aggregate:
+    element = _Aggregate("cac:" + name, parent.inner)
+    parent.children.append(element)
     return element
+
+
+def _cbc(parent: _Aggregate, name: str, text: str | None) -> None:
+    """A basic element, skipped when there is no value."""
+    if text:
+        parent.children.append(f"{parent.inner}<cbc:{name}>{_escape_text(text)}</cbc:{name}>\n")
+
+
+def _cbc_attributed(parent: _Aggregate, name: str, text: str, attribute: str, value: str) -> None:
+    """A basic element with one attribute (a currency, a unit), always written."""
+    parent.children.append(
+        f'{parent.inner}<cbc:{name} {attribute}="{_escape_attribute(value)}">'
+        f"{_escape_text(text)}</cbc:{name}>\n"
+    )
 
 
 class _Writer:
@@ -60,17 +119,18 @@ class _Writer:
         self.doc = document
         self.credit_note = document.kind is DocumentKind.CREDIT_NOTE
 
-    def amount(self, parent: etree._Element, name: str, value: Decimal, currency: str = "") -> None:
-        element = _SubElement(parent, _CBC + name)
-        element.text = format_amount(value)
-        element.set("currencyID", currency or self.doc.currency)
+    def amount(self, parent: _Aggregate, name: str, value: Decimal, currency: str = "") -> None:
+        _cbc_attributed(
+            parent, name, format_amount(value), "currencyID", currency or self.doc.currency
+        )
 
-    def build(self) -> etree._Element:
+    def build(self) -> _Aggregate:
         doc = self.doc
         ns = NS_CREDIT_NOTE if self.credit_note else NS_INVOICE
-        root = etree.Element(
-            etree.QName(ns, "CreditNote" if self.credit_note else "Invoice"),
-            nsmap={None: ns, "cac": NS_CAC, "cbc": NS_CBC},
+        root = _Aggregate(
+            "CreditNote" if self.credit_note else "Invoice",
+            "",
+            f' xmlns="{ns}" xmlns:cac="{NS_CAC}" xmlns:cbc="{NS_CBC}"',
         )
         _cbc(root, "CustomizationID", CUSTOMIZATION_ID)
         _cbc(root, "ID", doc.number)
@@ -129,7 +189,7 @@ class _Writer:
             self.line(root, line)
         return root
 
-    def party(self, container: etree._Element, party: Party, *, seller: bool) -> None:
+    def party(self, container: _Aggregate, party: Party, *, seller: bool) -> None:
         element = _cac(container, "Party")
         if party.trading_name:
             _cbc(_cac(element, "PartyName"), "Name", party.trading_name)
@@ -154,7 +214,7 @@ class _Writer:
             _cbc(contact, "Telephone", party.phone)
             _cbc(contact, "ElectronicMail", party.email)
 
-    def address(self, element: etree._Element, address: Address) -> None:
+    def address(self, element: _Aggregate, address: Address) -> None:
         _cbc(element, "StreetName", address.street)
         _cbc(element, "AdditionalStreetName", address.additional_street)
         _cbc(element, "CityName", address.city)
@@ -162,13 +222,14 @@ class _Writer:
         _cbc(element, "CountrySubentity", address.county)
         _cbc(_cac(element, "Country"), "IdentificationCode", address.country)
 
-    def payment(self, root: etree._Element) -> None:
+    def payment(self, root: _Aggregate) -> None:
         doc = self.doc
         for means in doc.payment_means:
             element = _cac(root, "PaymentMeans")
-            code = _cbc(element, "PaymentMeansCode", means.code)
-            if code is not None and means.text:
-                code.set("name", means.text)
+            if means.code and means.text:
+                _cbc_attributed(element, "PaymentMeansCode", means.code, "name", means.text)
+            else:
+                _cbc(element, "PaymentMeansCode", means.code)
             if self.credit_note and doc.due_date:
                 _cbc(element, "PaymentDueDate", doc.due_date.isoformat())
             _cbc(element, "PaymentID", means.payment_id)
@@ -181,7 +242,7 @@ class _Writer:
 
     def tax_category(
         self,
-        element: etree._Element,
+        element: _Aggregate,
         category: str,
         rate: Decimal | None,
         exemption_code: str | None = None,
@@ -194,7 +255,7 @@ class _Writer:
         _cbc(element, "TaxExemptionReason", exemption_reason)
         _cbc(_cac(element, "TaxScheme"), "ID", VAT_SCHEME)
 
-    def tax_totals(self, root: etree._Element) -> None:
+    def tax_totals(self, root: _Aggregate) -> None:
         doc = self.doc
         total = _cac(root, "TaxTotal")
         self.amount(total, "TaxAmount", doc.totals.vat_total)
@@ -214,7 +275,7 @@ class _Writer:
             in_ron = _cac(root, "TaxTotal")
             self.amount(in_ron, "TaxAmount", doc.tax_currency_vat_total, doc.tax_currency)
 
-    def monetary_total(self, element: etree._Element) -> None:
+    def monetary_total(self, element: _Aggregate) -> None:
         totals = self.doc.totals
         self.amount(element, "LineExtensionAmount", totals.line_total)
         self.amount(element, "TaxExclusiveAmount", totals.tax_exclusive_total)
@@ -227,14 +288,14 @@ class _Writer:
             self.amount(element, "PayableRoundingAmount", totals.rounding_amount)
         self.amount(element, "PayableAmount", totals.payable_amount)
 
-    def line(self, root: etree._Element, line: InvoiceLine) -> None:
+    def line(self, root: _Aggregate, line: InvoiceLine) -> None:
         element = _cac(root, "CreditNoteLine" if self.credit_note else "InvoiceLine")
         _cbc(element, "ID", line.id)
         _cbc(element, "Note", line.note)
         quantity_name = "CreditedQuantity" if self.credit_note else "InvoicedQuantity"
-        quantity = _SubElement(element, _CBC + quantity_name)
-        quantity.text = format_decimal(line.quantity)
-        quantity.set("unitCode", line.unit_code)
+        _cbc_attributed(
+            element, quantity_name, format_decimal(line.quantity), "unitCode", line.unit_code
+        )
         self.amount(element, "LineExtensionAmount", line.net_amount)
         for allowance in line.allowances:
             charge = _cac(element, "AllowanceCharge")
@@ -250,22 +311,49 @@ class _Writer:
         self.tax_category(
             _cac(item, "ClassifiedTaxCategory"), str(line.vat_category), line.vat_rate
         )
-        price = _SubElement(_cac(element, "Price"), _CBC + "PriceAmount")
-        price.text = format_price(line.unit_price)
-        price.set("currencyID", self.doc.currency)
-
-
-def xml_element(document: Document) -> etree._Element:
-    """The document as an lxml element tree (root `Invoice` or `CreditNote`)."""
-    return _Writer(document).build()
+        _cbc_attributed(
+            _cac(element, "Price"),
+            "PriceAmount",
+            format_price(line.unit_price),
+            "currencyID",
+            self.doc.currency,
+        )
 
 
 def xml_bytes(document: Document) -> bytes:
-    """The document as UTF-8 XML bytes, with declaration, indented; deterministic."""
-    body = etree.tostring(
-        xml_element(document), encoding="UTF-8", xml_declaration=False, pretty_print=True
+    """The document as UTF-8 XML bytes, with declaration, indented; deterministic.
+
+    Byte for byte what lxml's `tostring(pretty_print=True)` wrote for the same tree. Raises a
+    ValueError naming the element when a text holds a character XML 1.0 forbids."""
+    out = [_DECLARATION_TEXT]
+    _Writer(document).build().render(out)
+    text = "".join(out)
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        raise _forbidden_character(document, text) from None
+    if (
+        len(data.translate(None, _FORBIDDEN_CONTROLS)) != len(data)
+        or b"\xef\xbf\xbe" in data  # U+FFFE
+        or b"\xef\xbf\xbf" in data  # U+FFFF
+    ):
+        raise _forbidden_character(document, text)
+    return data
+
+
+def _forbidden_character(document: Document, text: str) -> ValueError:
+    """The error for the first forbidden character in the rendered XML, naming its element."""
+    found = _FORBIDDEN.search(text)
+    position = found.start() if found else 0
+    # Texts and attribute values are escaped, so the last "<" before it opens its element.
+    start = text.rfind("<", 0, position)
+    element = text[start + 1 : position].split(">", 1)[0].split(" ", 1)[0]
+    end = text.find(">", text.find("</", position)) + 1
+    return ValueError(
+        f"document {document.number}: <{element}> holds U+{ord(text[position]):04X}, a "
+        f"character XML 1.0 does not allow, in {text[start:end]!r}; remove it from the source "
+        "record"
     )
-    return XML_DECLARATION + body
 
 
 def xml_sha256(document: Document) -> str:

@@ -189,6 +189,63 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (rate_date, currency)
     );
     """,
+    # 6: what each day must document and why, and the documents themselves
+    # (warehouse/documents.py; the contract's columns first, ARCHITECTURE.md §3).
+    """
+    CREATE TABLE billable_events (
+        partition_date DATE NOT NULL,     -- the day the trigger happened (Europe/Bucharest)
+        source_key VARCHAR NOT NULL,      -- stripe_invoice:in_…, the document_id it becomes
+        source_type VARCHAR NOT NULL,     -- stripe_invoice, _charge, _refund or _credit_note
+        source_id VARCHAR NOT NULL,       -- the Stripe id
+        trigger VARCHAR NOT NULL,         -- invoice_paid, invoice_finalized, charge_succeeded,
+                                          -- refund or credit_note
+        occurred_at TIMESTAMPTZ NOT NULL,
+        customer_id VARCHAR,
+        currency VARCHAR NOT NULL,
+        amount DECIMAL(18, 2) NOT NULL,   -- Stripe's total, positive
+        kind VARCHAR NOT NULL,            -- invoice | credit_note
+        corrects VARCHAR,                 -- credit notes: the source key of the corrected document
+        decision VARCHAR NOT NULL,        -- document | skip
+        reason VARCHAR NOT NULL,          -- why
+        PRIMARY KEY (partition_date, source_key)
+    );
+    CREATE TABLE efactura_documents (
+        document_id VARCHAR PRIMARY KEY,  -- the source key: one source, one document, forever
+        source_type VARCHAR NOT NULL,
+        source_id VARCHAR NOT NULL,
+        partition_date DATE NOT NULL,
+        kind VARCHAR NOT NULL,            -- invoice | credit_note
+        series VARCHAR,                   -- NULL until numbered
+        number BIGINT,                    -- 1, 2, ... per series and year
+        invoice_number VARCHAR,           -- BT-1 as written in the XML: INV-2026-000123
+        issue_date DATE NOT NULL,
+        currency VARCHAR NOT NULL,
+        total DECIMAL(18, 2),             -- total with VAT (BT-112 + rounding BT-114)
+        tax_total DECIMAL(18, 2),         -- VAT total (BT-110)
+        buyer_cui VARCHAR,                -- Romanian company buyers: CUI digits
+        xml VARCHAR,                      -- the UBL document, UTF-8; NULL unless status ready
+        xml_sha256 VARCHAR,
+        status VARCHAR NOT NULL,          -- ready | held | blocked (issue 5 adds the filing states)
+        stripe_amount DECIMAL(18, 2) NOT NULL,  -- Stripe's total for the source
+        tax_total_ron DECIMAL(18, 2),     -- BT-111 for non-RON documents
+        fx_rate DECIMAL(18, 6),           -- RON per unit used for BT-111
+        fx_rate_date DATE,                -- the BNR banking day of that rate
+        customer_id VARCHAR,
+        buyer_name VARCHAR,
+        buyer_tax_id VARCHAR,             -- BT-48 VAT id, else BT-47 (CUI, CNP or 0000000000000)
+        corrects VARCHAR,                 -- credit notes: document_id of the corrected document
+        errors JSON NOT NULL,             -- why it is held or blocked: rule id, field, fix
+        warnings JSON NOT NULL,
+        notes JSON NOT NULL,              -- how Stripe's figures were read, rounding kept
+        document JSON,                    -- the invoice model, for credit notes that correct it
+        built_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE VIEW v_documents_to_fix AS
+        SELECT partition_date, document_id, status, customer_id, buyer_name, currency,
+               stripe_amount, errors
+        FROM efactura_documents WHERE status IN ('held', 'blocked')
+        ORDER BY partition_date, document_id;
+    """,
 )
 
 

@@ -12,6 +12,7 @@ from invoicesync_dagster.efactura.customers import (
     RegistryFacts,
     RegistryStatus,
     Source,
+    StripeAddress,
     StripeCustomer,
     business_signals,
     company_marker,
@@ -137,6 +138,28 @@ def test_without_registry_data_stripe_fills_in_name_and_address() -> None:
         "J12/99/2020", Source.STRIPE_METADATA,
     )  # fmt: skip
     assert profile.vat_payer is None and profile.inactive is None
+
+
+@pytest.mark.parametrize(
+    ("city", "state", "expected_city"),
+    [
+        ("București", "Sector 3", "Sector 3"),
+        ("Bucuresti", "sectorul 6", "Sector 6"),
+        ("Sector 2", "Sector 2", "Sector 2"),
+        ("Sector 4", "București", "Sector 4"),
+    ],
+)
+def test_a_bucharest_sector_typed_as_the_state_becomes_the_city(
+    city: str, state: str, expected_city: str
+) -> None:
+    raw = customer(cui=ACME).model_copy(
+        update={"address": StripeAddress(line1="Calea Victoriei 1", city=city, state=state,
+                                         country="RO")}
+    )  # fmt: skip
+
+    profile = merge_profile(raw)
+
+    assert (profile.city, profile.county_code) == (expected_city, "RO-B")
 
 
 def test_a_registry_answer_about_another_cui_is_ignored() -> None:
