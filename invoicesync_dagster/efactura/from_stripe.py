@@ -63,6 +63,7 @@ from invoicesync_dagster.efactura.model import (
     Party,
     PaymentMeans,
     PrecedingInvoice,
+    assemble,
     bucharest_sector,
     split_item_name,
 )
@@ -323,18 +324,12 @@ def _extract_net(gross: Decimal, rate: Decimal) -> Decimal:
     return round_money(gross * 100 / (100 + rate))
 
 
-def _pick_rate(
-    taxable: Decimal, tax: Decimal, allowed: Sequence[Decimal], who: str, when: str
-) -> Decimal:
+def _pick_rate(taxable: Decimal, tax: Decimal, allowed: Sequence[Decimal]) -> Decimal | None:
     """The rate among `allowed` (preferred first) that turns `taxable` into Stripe's `tax`."""
     for rate in allowed:
         if abs(round_money(taxable * rate / 100) - tax) <= CENT:
             return rate
-    rates = ", ".join(f"{r.normalize():f} %" for r in allowed)
-    raise MappingError(
-        f"{who}: Stripe charged {tax} VAT on {taxable}, which no Romanian rate in force {when} "
-        f"({rates}) gives: check the tax rate configured in Stripe for this product"
-    )
+    return None
 
 
 def _romanian_rates(chargeable_on: date, override: Decimal | None = None) -> list[Decimal]:
@@ -394,6 +389,10 @@ def _stripe_lines(lines: Sequence[Obj], currency: str) -> list[_StripeLine]:
     return result
 
 
+def _line_who(who: str, number: int, line: _StripeLine) -> str:
+    return f"{who} line {number} ({line.stripe_id or line.description[:40]})"
+
+
 def _document_lines(
     lines: Sequence[_StripeLine],
     treatment: _Treatment,
@@ -417,27 +416,35 @@ def _document_lines(
     expected_vat: Decimal | None = ZERO if not extract else None
     built: list[InvoiceLine] = []
     for number, line in enumerate(lines, start=1):
-        line_who = f"{who} line {number} ({line.stripe_id or line.description[:40]})"
         tax = line.tax if line.tax is not None else ZERO
         if treatment.romanian_vat:
             if extract:
                 rate = rates[0]
             elif line.tax is None or (line.tax == 0 and (line.taxable or ZERO) != 0):
                 raise MappingError(
-                    f"{line_who}: Stripe charged no VAT on this line but the buyer is "
-                    "Romanian and Romanian VAT applies: check the product's tax settings "
-                    "in Stripe, or the customer's tax status (tax_exempt)"
+                    f"{_line_who(who, number, line)}: Stripe charged no VAT on this line but "
+                    "the buyer is Romanian and Romanian VAT applies: check the product's tax "
+                    "settings in Stripe, or the customer's tax status (tax_exempt)"
                 )
             else:
                 taxable = line.taxable if line.taxable is not None else line.amount - line.discounts
-                rate = _pick_rate(taxable, tax, rates, line_who, when)
+                found = _pick_rate(taxable, tax, rates)
+                if found is None:
+                    known = ", ".join(f"{r.normalize():f} %" for r in rates)
+                    raise MappingError(
+                        f"{_line_who(who, number, line)}: Stripe charged {tax} VAT on {taxable}, "
+                        f"which no Romanian rate in force {when} ({known}) gives: check the tax "
+                        "rate configured in Stripe for this product"
+                    )
+                rate = found
         else:
             rate = None if treatment.category is VatCategory.NOT_SUBJECT else ZERO
             if tax != 0:
                 raise MappingError(
-                    f"{line_who}: Stripe charged {tax} VAT to a buyer whose supply is "
-                    f"{treatment.category.value} ({treatment.exemption_code}): correct the "
-                    "buyer's classification (customer_tax_profiles) or Stripe's tax settings"
+                    f"{_line_who(who, number, line)}: Stripe charged {tax} VAT to a buyer "
+                    f"whose supply is {treatment.category.value} ({treatment.exemption_code}): "
+                    "correct the buyer's classification (customer_tax_profiles) or Stripe's tax "
+                    "settings"
                 )
         vat_inclusive = extract or line.inclusive
         if vat_inclusive and rate:
@@ -453,7 +460,8 @@ def _document_lines(
         net = sign * abs(gross_net) - discount
         name, description = split_item_name(line.description or "Serviciu", None)
         built.append(
-            InvoiceLine.model_construct(
+            assemble(
+                InvoiceLine,
                 id=str(number),
                 name=name,
                 description=description,
@@ -540,6 +548,7 @@ def invoice_document(
         kind=DocumentKind.INVOICE,
         number=number,
         issue_date=issue_date,
+        tax_point_date=chargeable_on if chargeable_on != issue_date else None,
         due_date=unix_date(due) if due and not paid else None,
         currency=currency,
         tax_exchange_rate=_fx(currency, fx_rate, who),
@@ -689,7 +698,8 @@ def _refund_share_lines(
         net = _extract_net(share, rate)
         vat += share - net
         lines.append(
-            InvoiceLine.model_construct(
+            assemble(
+                InvoiceLine,
                 id=str(number),
                 name=f"Rambursare parțială {preceding.number}",
                 description=None,
@@ -728,6 +738,8 @@ def _credit_note_draft(
         kind=DocumentKind.CREDIT_NOTE,
         number=number,
         issue_date=issue_date,
+        # The correction is of the corrected supply, at its rates: same VAT point.
+        tax_point_date=preceding.tax_point_date,
         currency=preceding.currency,
         tax_exchange_rate=preceding.tax_exchange_rate,
         seller=preceding.seller,

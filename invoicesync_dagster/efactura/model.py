@@ -34,7 +34,8 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from functools import cache
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, model_validator
 
@@ -60,6 +61,36 @@ OptionalAmount = Annotated[Decimal | None, BeforeValidator(_optional_decimal)]
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+M = TypeVar("M", bound=_Model)
+
+
+@cache
+def _fields(model: type[_Model]) -> tuple[frozenset[str], dict[str, Any]]:
+    """The required field names and the defaults of the others."""
+    required = frozenset(name for name, field in model.model_fields.items() if field.is_required())
+    defaults = {
+        name: field.get_default(call_default_factory=True)
+        for name, field in model.model_fields.items()
+        if not field.is_required()
+    }
+    return required, defaults
+
+
+def assemble(model: type[M], **values: Any) -> M:
+    """`model.model_construct(**values)` for values that are already valid, without pydantic's
+    generic alias handling (a document build makes tens of these: measured 4 µs against 14)."""
+    required, defaults = _fields(model)
+    if not required <= values.keys():
+        missing = ", ".join(sorted(required - values.keys()))
+        raise TypeError(f"{model.__name__} needs {missing}")
+    instance = model.__new__(model)
+    object.__setattr__(instance, "__dict__", {**defaults, **values})
+    object.__setattr__(instance, "__pydantic_fields_set__", set(values))
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
 
 
 # -- parties ----------------------------------------------------------------------------------
@@ -305,6 +336,9 @@ class DocumentDraft(_Model):
     number: str  # BT-1, series + number, ≥ 1 digit, ≤ 200
     issue_date: date  # BT-2
     due_date: date | None = None  # BT-9 (a credit note writes it in its payment means)
+    # BT-7, when VAT became chargeable on another day than the issue date (e.g. a Stripe invoice
+    # finalized in July and paid, hence documented, in August keeps July's rate)
+    tax_point_date: date | None = None
     invoice_type_code: str = "380"  # BT-3 of an Invoice: 380, 384, 389 or 751 (BR-RO-020)
     currency: str = RON  # BT-5
     tax_exchange_rate: OptionalAmount = None  # RON per 1 unit of `currency`, when not RON
@@ -411,7 +445,8 @@ def _breakdown(draft: DocumentDraft, who: str) -> list[TaxSubtotal]:
             reason = EXEMPTION_REASONS.get(code)
         tax = ZERO if rate is None else round_money(amount * rate / 100)
         subtotals.append(
-            TaxSubtotal.model_construct(
+            assemble(
+                TaxSubtotal,
                 category=category,
                 rate=rate,
                 taxable_amount=round_money(amount),
@@ -499,7 +534,8 @@ def build_document(
                     "written as the payable rounding amount",
                 )
             )
-    totals = Totals(
+    totals = assemble(
+        Totals,
         line_total=line_total,
         allowance_total=allowance_total,
         tax_exclusive_total=tax_exclusive,
@@ -514,7 +550,8 @@ def build_document(
         tax_currency = RON
         tax_currency_vat_total = round_money(vat_total * draft.tax_exchange_rate)
     # The draft and every computed part are already validated: assemble without re-checking.
-    return Document.model_construct(
+    return assemble(
+        Document,
         **dict(draft),
         tax_subtotals=tuple(subtotals),
         totals=totals,

@@ -51,6 +51,9 @@ class SourceKind(StrEnum):
     STRIPE_CREDIT_NOTE = "stripe_credit_note"  # a Stripe credit note → credit note
 
 
+_SOURCE_KINDS = frozenset(member.value for member in SourceKind)
+
+
 def check_series(series: str) -> str:
     if not isinstance(series, str) or not SERIES_PATTERN.match(series):
         raise NumberingError(
@@ -76,7 +79,7 @@ def source_key(kind: SourceKind | str, object_id: str) -> str:
 
 def check_source_key(key: str) -> str:
     kind, _, object_id = key.partition(":") if isinstance(key, str) else ("", "", "")
-    known = {member.value for member in SourceKind}
+    known = _SOURCE_KINDS
     if kind not in known or not _OBJECT_ID.match(object_id):
         raise NumberingError(
             f"source key {key!r} must be KIND:STRIPE_ID with KIND one of {sorted(known)} and an "

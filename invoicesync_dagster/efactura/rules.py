@@ -27,15 +27,22 @@ Partial on purpose (the official validator has the full lists): currency, countr
 codes are checked for their shape only (BR-CL-04/14/23). Dates cannot be malformed in the model
 (BR-RO-DT*), CustomizationID is a constant (BR-RO-001), and the model has no tax
 representative, payee or item attributes, so their rules do not apply.
+
+`check` runs on every document of every day, so it is written for speed without changing what it
+reports: one pass over the lines gathers the sums the breakdown and totals checks need, a text is
+measured with normalize-space only when its raw length is over the limit, and a field name is
+formatted only for a finding. `benchmarks/documents.py` times it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from functools import lru_cache
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,11 +55,12 @@ from invoicesync_dagster.efactura.model import (
     Party,
     rounding_tolerance,
 )
-from invoicesync_dagster.efactura.money import CENT, ZERO, is_whole_cents, round_money
+from invoicesync_dagster.efactura.money import CENT, ZERO
 from invoicesync_dagster.efactura.vat import (
     CATEGORIES_NEEDING_PARTY_IDS,
     EXEMPTION_REASONS,
     SINGLE_BREAKDOWN_CATEGORIES,
+    CategorySpec,
     PartyIds,
     RateRule,
     VatCategory,
@@ -99,6 +107,8 @@ _UNIT_CODE = re.compile(r"^[A-Z0-9]{1,3}$")
 _VAT_PREFIX = re.compile(r"^(?:[A-Z]{2}|1A)")  # 1A: Kosovo in EN 16931's country list
 _XML_SPACE = re.compile(r"[ \t\r\n]+")
 
+RateKey = tuple[VatCategory, Decimal | None]
+
 
 def _length(text: str | None) -> int:
     """Characters as the schematron counts them: after XPath normalize-space."""
@@ -106,11 +116,32 @@ def _length(text: str | None) -> int:
 
 
 def _blank(text: str | None) -> bool:
-    return _length(text) == 0
+    # `_length(text) == 0` without the regex: str.strip() removes any whitespace, so the
+    # normalised text is empty exactly when the text is whitespace only.
+    return not text or text.isspace()
+
+
+def _round_money(value: Decimal) -> Decimal:
+    # money.round_money; the rounding mode passed by position, which is faster than by keyword.
+    return value.quantize(CENT, ROUND_HALF_UP)
+
+
+def _whole_cents(value: Decimal) -> bool:
+    # money.is_whole_cents, with a shortcut for the usual amount, written with exactly 2
+    # decimals (same_quantum compares exponents, which is much cheaper than rounding).
+    return value.same_quantum(CENT) or value == value.quantize(CENT, ROUND_HALF_UP)
 
 
 def _rate_text(rate: Decimal | None) -> str:
     return "no rate" if rate is None else f"{rate.normalize():f}%"
+
+
+def _key(category: VatCategory, rate: Decimal | None) -> RateKey:
+    return category, (None if rate is None else rate.normalize())
+
+
+# The rates in force depend on the date alone; a day's documents share a few dates.
+_rates_on: Callable[[date], frozenset[Decimal]] = lru_cache(maxsize=1024)(rates_in_force)
 
 
 class _Findings:
@@ -125,13 +156,22 @@ class _Findings:
         self.items.append(violation)
 
     def max_length(self, rule: str, field: str, text: str | None, limit: int) -> None:
-        # normalize-space only shortens a text: most texts are cleared by their raw length.
+        # normalize-space only shortens a text: most texts are cleared by their raw length, and
+        # on the hot paths the caller tests it before formatting the field name.
         if text and len(text) > limit and _length(text) > limit:
             self.add(rule, field, f"{_length(text)} characters, at most {limit} are allowed")
 
     def whole_cents(self, rule: str, field: str, value: Decimal | None) -> None:
-        if value is not None and not is_whole_cents(value):
+        if value is not None and not _whole_cents(value):
             self.add(rule, field, f"amount {value} has more than 2 decimals; round it to the cent")
+
+
+class _LineSums(NamedTuple):
+    """What the lines pass add up to, for the party id, breakdown and totals checks."""
+
+    net_total: Decimal  # Σ BT-131
+    taxable: dict[RateKey, Decimal]  # Σ BT-131 by (category, normalised rate)
+    categories: set[VatCategory]
 
 
 def check(document: Document, source: str = "") -> list[RuleViolation]:
@@ -142,11 +182,11 @@ def check(document: Document, source: str = "") -> list[RuleViolation]:
     _check_party(document.seller, "seller", findings)
     _check_party(document.buyer, "buyer", findings)
     _check_delivery(document, findings)
-    _check_lines(document, findings)
+    sums = _check_lines(document, findings)
     _check_allowances(document, findings)
-    _check_party_ids(document, findings)
-    _check_breakdown(document, findings)
-    _check_totals(document, findings)
+    _check_party_ids(document, sums.categories, findings)
+    _check_breakdown(document, sums.taxable, findings)
+    _check_totals(document, sums.net_total, findings)
     _check_payment(document, findings)
     _check_references(document, findings)
     return findings.items
@@ -156,14 +196,16 @@ def check(document: Document, source: str = "") -> list[RuleViolation]:
 
 
 def _check_identity(doc: Document, findings: _Findings) -> None:
-    if not _DIGIT.search(doc.number or ""):
+    number = doc.number
+    if not _DIGIT.search(number or ""):
         findings.add(
             "BR-RO-010",
             "number (BT-1)",
-            f"invoice number {doc.number!r} must contain at least one digit 0-9",
+            f"invoice number {number!r} must contain at least one digit 0-9",
         )
-    findings.max_length("BR-RO-L155", "number (BT-1)", doc.number, 200)
-    if doc.kind is DocumentKind.INVOICE and doc.invoice_type_code not in INVOICE_TYPE_CODES:
+    findings.max_length("BR-RO-L155", "number (BT-1)", number, 200)
+    kind, totals = doc.kind, doc.totals
+    if kind is DocumentKind.INVOICE and doc.invoice_type_code not in INVOICE_TYPE_CODES:
         findings.add(
             "BR-RO-020_1",
             "invoice_type_code (BT-3)",
@@ -172,40 +214,43 @@ def _check_identity(doc: Document, findings: _Findings) -> None:
         )
     if not doc.lines:
         findings.add("BR-16", "lines (BG-25)", "a document needs at least one line")
-    if len(doc.notes) > 20:
-        findings.add("BR-RO-A020", "notes (BT-22)", f"{len(doc.notes)} notes, at most 20 allowed")
-    for i, note in enumerate(doc.notes):
-        findings.max_length("BR-RO-L302", f"notes[{i}] (BT-22)", note, 300)
-    if not _CURRENCY.match(doc.currency):
+    notes = doc.notes
+    if len(notes) > 20:
+        findings.add("BR-RO-A020", "notes (BT-22)", f"{len(notes)} notes, at most 20 allowed")
+    for i, note in enumerate(notes):
+        if note and len(note) > 300:
+            findings.max_length("BR-RO-L302", f"notes[{i}] (BT-22)", note, 300)
+    currency, tax_currency = doc.currency, doc.tax_currency
+    if not _CURRENCY.match(currency):
         findings.add(
-            "BR-CL-04", "currency (BT-5)", f"{doc.currency!r} is not an ISO 4217 currency code"
+            "BR-CL-04", "currency (BT-5)", f"{currency!r} is not an ISO 4217 currency code"
         )
-    if doc.currency != RON and doc.tax_currency != RON:
+    if currency != RON and tax_currency != RON:
         findings.add(
             "BR-RO-030",
             "tax_currency (BT-6)",
-            f"the document is in {doc.currency}, so its VAT accounting currency must be "
+            f"the document is in {currency}, so its VAT accounting currency must be "
             "RON: build it with the RON exchange rate",
         )
-    if doc.tax_currency and doc.tax_currency_vat_total is None:
+    vat_in_tax_currency = doc.tax_currency_vat_total
+    if tax_currency and vat_in_tax_currency is None:
         findings.add(
             "BR-53",
             "tax_currency_vat_total (BT-111)",
-            f"with tax currency {doc.tax_currency} the VAT total in {doc.tax_currency} "
-            "must be given",
+            f"with tax currency {tax_currency} the VAT total in {tax_currency} must be given",
         )
     # BR-DEC-15 never fires in either rule set; UBL-DT-01 (any amount) is what reports it.
-    findings.whole_cents("UBL-DT-01", "tax_currency_vat_total (BT-111)", doc.tax_currency_vat_total)
-    if doc.tax_exchange_rate is not None and doc.tax_currency_vat_total is not None:
-        expected = round_money(doc.totals.vat_total * doc.tax_exchange_rate)
-        if doc.tax_currency_vat_total != expected:
+    findings.whole_cents("UBL-DT-01", "tax_currency_vat_total (BT-111)", vat_in_tax_currency)
+    if doc.tax_exchange_rate is not None and vat_in_tax_currency is not None:
+        expected = _round_money(totals.vat_total * doc.tax_exchange_rate)
+        if vat_in_tax_currency != expected:
             findings.add(
                 "IS-TAX-CURRENCY-AMOUNT",
                 "tax_currency_vat_total (BT-111)",
-                f"VAT in RON is {doc.tax_currency_vat_total}, but {doc.totals.vat_total} "
+                f"VAT in RON is {vat_in_tax_currency}, but {totals.vat_total} "
                 f"× rate {doc.tax_exchange_rate} = {expected}",
             )
-    owed = doc.kind is DocumentKind.INVOICE and doc.totals.payable_amount > 0
+    owed = kind is DocumentKind.INVOICE and totals.payable_amount > 0
     if owed and doc.due_date is None and _blank(doc.payment_terms):
         findings.add(
             "BR-CO-25",
@@ -220,13 +265,13 @@ def _check_identity(doc: Document, findings: _Findings) -> None:
             "invoice_period.end (BT-74)",
             f"the period ends ({period.end}) before it starts ({period.start})",
         )
-    if doc.kind is DocumentKind.CREDIT_NOTE:
-        if doc.totals.tax_exclusive_total < 0:
+    if kind is DocumentKind.CREDIT_NOTE:
+        if totals.tax_exclusive_total < 0:
             findings.add(
                 "IS-CREDIT-NOTE-SIGN",
                 "totals.tax_exclusive_total (BT-109)",
                 f"a credit note states what is credited in positive amounts, this one totals "
-                f"{doc.totals.tax_exclusive_total}: flip the signs of its lines",
+                f"{totals.tax_exclusive_total}: flip the signs of its lines",
             )
         if not doc.preceding_invoices:
             findings.add(
@@ -271,6 +316,11 @@ _PARTY_TERMS = {
     "country": ("BT-40", "BT-55"), "contact_name": ("BT-41", "BT-56"),
     "phone": ("BT-42", "BT-57"), "email": ("BT-43", "BT-58"), "vat_id": ("BT-31", "BT-48"),
 }  # fmt: skip
+# Length limits of a party's own texts and of an address's, in the order they are checked.
+_PARTY_LIMITS = (("name", 200), ("trading_name", 200), ("contact_name", 100), ("phone", 100),
+                 ("email", 100))  # fmt: skip
+_ADDRESS_LIMITS = (("street", 150), ("additional_street", 100), ("city", 50),
+                   ("postal_code", 20))  # fmt: skip
 
 
 _ADDRESS_FIELDS = frozenset({"street", "additional_street", "city", "postal_code", "county",
@@ -296,15 +346,16 @@ def _check_party(party: Party, role: str, findings: _Findings) -> None:
     rule, field = _RULE_IDS[role], _FIELDS[role]
     if _blank(party.name):
         findings.add(rule["name"], field["name"], f"the {role}'s name is missing")
-    findings.max_length(rule["name_length"], field["name"], party.name, 200)
-    findings.max_length(rule["trading_name_length"], field["trading_name"], party.trading_name, 200)
-    for key in ("contact_name", "phone", "email"):
-        findings.max_length(rule[f"{key}_length"], field[key], getattr(party, key), 100)
-    if party.vat_id and not _VAT_PREFIX.match(party.vat_id):
+    for name, limit in _PARTY_LIMITS:
+        text = getattr(party, name)
+        if text and len(text) > limit:
+            findings.max_length(rule[f"{name}_length"], field[name], text, limit)
+    vat_id = party.vat_id
+    if vat_id and not _VAT_PREFIX.match(vat_id):
         findings.add(
             "BR-CO-09",
             field["vat_id"],
-            f"VAT id {party.vat_id!r} must start with its country's ISO 3166 code "
+            f"VAT id {vat_id!r} must start with its country's ISO 3166 code "
             "(EL for Greece), e.g. RO12345674",
         )
     _check_address(party.address, findings, role, rule, field)
@@ -317,39 +368,39 @@ def _check_address(
     rule: Mapping[str, str],
     field: Mapping[str, str],
 ) -> None:
+    city = address.city
     if _blank(address.street):
         findings.add(
             rule["street"], field["street"], f"the {role}'s street (address line 1) is missing"
         )
-    if _blank(address.city):
+    if _blank(city):
         findings.add(rule["city"], field["city"], f"the {role}'s city is missing")
-    findings.max_length(rule["street_length"], field["street"], address.street, 150)
-    findings.max_length(
-        rule["additional_street_length"], field["additional_street"], address.additional_street, 100
-    )
-    findings.max_length(rule["city_length"], field["city"], address.city, 50)
-    findings.max_length(rule["postal_code_length"], field["postal_code"], address.postal_code, 20)
-    if not _COUNTRY.match(address.country):
+    for name, limit in _ADDRESS_LIMITS:
+        text = getattr(address, name)
+        if text and len(text) > limit:
+            findings.max_length(rule[f"{name}_length"], field[name], text, limit)
+    country = address.country
+    if not _COUNTRY.match(country):
         findings.add(
             "BR-CL-14",
             field["country"],
-            f"{address.country!r} is not an ISO 3166-1 alpha-2 country code",
+            f"{country!r} is not an ISO 3166-1 alpha-2 country code",
         )
-    if address.country != "RO":
+    if country != "RO":
         return
-    if not is_county_code(address.county or ""):
+    county = address.county
+    if not is_county_code(county or ""):
         findings.add(
             rule["county"],
             field["county"],
-            f"county {address.county!r} must be an ISO 3166-2:RO code such as RO-CJ, "
-            "or RO-B for Bucharest",
+            f"county {county!r} must be an ISO 3166-2:RO code such as RO-CJ, or RO-B for Bucharest",
         )
-    elif address.county == BUCHAREST and address.city not in BUCHAREST_SECTORS:
+    elif county == BUCHAREST and city not in BUCHAREST_SECTORS:
         findings.add(
             rule["sector"],
             field["city"],
             f"in Bucharest the city must be the sector, SECTOR1 to SECTOR6, not "
-            f"{address.city!r}: find the sector from the street address",
+            f"{city!r}: find the sector from the street address",
         )
 
 
@@ -383,62 +434,71 @@ def _check_delivery(doc: Document, findings: _Findings) -> None:
 # -- lines and allowances ---------------------------------------------------------------------
 
 
-def _check_rate(
-    category: VatCategory, rate: Decimal | None, rule_suffix: str, field: str, findings: _Findings
-) -> None:
-    spec = category_spec(category)
-    rule = f"{spec.rule_prefix}-{rule_suffix}"
-    if spec.rate is RateRule.POSITIVE and (rate is None or rate <= 0):
-        findings.add(
-            rule, field, f"category {category} needs a VAT rate above 0, got {_rate_text(rate)}"
-        )
-    elif spec.rate is RateRule.ZERO and rate != 0:
-        findings.add(rule, field, f"category {category} has VAT rate 0, got {_rate_text(rate)}")
+def _rate_problem(spec: CategorySpec, rate: Decimal | None) -> str | None:
+    """Why the rate does not fit the category (BR-x-05 on a line, -06 on an allowance)."""
+    category = spec.category
+    if spec.rate is RateRule.POSITIVE:
+        if rate is None or rate <= 0:
+            return f"category {category} needs a VAT rate above 0, got {_rate_text(rate)}"
+    elif spec.rate is RateRule.ZERO:
+        if rate != 0:
+            return f"category {category} has VAT rate 0, got {_rate_text(rate)}"
     elif spec.rate is RateRule.ABSENT and rate is not None:
-        findings.add(
-            rule,
-            field,
-            f"category {category} (not subject to VAT) takes no VAT rate, got {_rate_text(rate)}",
-        )
+        return f"category {category} (not subject to VAT) takes no VAT rate, got {_rate_text(rate)}"
+    return None
 
 
 def _chargeability_date(doc: Document) -> date:
+    if doc.tax_point_date is not None:
+        return doc.tax_point_date
     dated = [p.issue_date for p in doc.preceding_invoices if p.issue_date]
     if doc.kind is DocumentKind.CREDIT_NOTE and dated:
         return min(dated)
     return doc.issue_date
 
 
-def _check_lines(doc: Document, findings: _Findings) -> None:
-    rates = rates_in_force(_chargeability_date(doc))
+def _check_lines(doc: Document, findings: _Findings) -> _LineSums:
+    rates = _rates_on(_chargeability_date(doc))
     ids_seen: set[str] = set()
+    net_total = ZERO
+    taxable: dict[RateKey, Decimal] = {}
+    categories: set[VatCategory] = set()
     for i, line in enumerate(doc.lines):
-        at = f"lines[{i}]"
+        net, category, rate = line.net_amount, line.vat_category, line.vat_rate
         if line.id in ids_seen:
-            findings.add("IS-LINE-ID", f"{at}.id (BT-126)", f"line id {line.id!r} is used twice")
+            findings.add(
+                "IS-LINE-ID", f"lines[{i}].id (BT-126)", f"line id {line.id!r} is used twice"
+            )
         ids_seen.add(line.id)
-        if _blank(line.name):
-            findings.add("BR-25", f"{at}.name (BT-153)", "the item name is missing")
-        findings.max_length("BR-RO-L1024", f"{at}.name (BT-153)", line.name, 100)
-        findings.max_length("BR-RO-L212", f"{at}.description (BT-154)", line.description, 200)
-        findings.max_length("BR-RO-L303", f"{at}.note (BT-127)", line.note, 300)
+        name = line.name
+        if _blank(name):
+            findings.add("BR-25", f"lines[{i}].name (BT-153)", "the item name is missing")
+        if name and len(name) > 100:
+            findings.max_length("BR-RO-L1024", f"lines[{i}].name (BT-153)", name, 100)
+        if line.description and len(line.description) > 200:
+            findings.max_length(
+                "BR-RO-L212", f"lines[{i}].description (BT-154)", line.description, 200
+            )
+        if line.note and len(line.note) > 300:
+            findings.max_length("BR-RO-L303", f"lines[{i}].note (BT-127)", line.note, 300)
         if not _UNIT_CODE.match(line.unit_code or ""):
             findings.add(
                 "BR-CL-23",
-                f"{at}.unit_code (BT-130)",
+                f"lines[{i}].unit_code (BT-130)",
                 f"{line.unit_code!r} is not a UN/ECE Rec 20 unit code (e.g. C62, H87)",
             )
         if line.unit_price < 0:
             findings.add(
                 "BR-27",
-                f"{at}.unit_price (BT-146)",
+                f"lines[{i}].unit_price (BT-146)",
                 f"the item price {line.unit_price} is negative; put the sign on the "
                 "quantity (storno) or issue a credit note",
             )
-        findings.whole_cents("BR-DEC-23", f"{at}.net_amount (BT-131)", line.net_amount)
+        if net is not None and not net.same_quantum(CENT):  # see _whole_cents
+            findings.whole_cents("BR-DEC-23", f"lines[{i}].net_amount (BT-131)", net)
         allowances = ZERO
         for j, allowance in enumerate(line.allowances):
-            where = f"{at}.allowances[{j}]"
+            where = f"lines[{i}].allowances[{j}]"
             allowances += allowance.amount
             findings.whole_cents("BR-DEC-RO-24", f"{where}.amount (BT-136)", allowance.amount)
             findings.max_length("BR-RO-L1022", f"{where}.reason (BT-139)", allowance.reason, 100)
@@ -447,39 +507,47 @@ def _check_lines(doc: Document, findings: _Findings) -> None:
                 allowance.reason_code,
                 "BR-42",
                 where,
-                "BT-139/BT-140",
+                "BT-139",
+                "BT-140",
                 findings,
             )
-        expected = round_money(line.quantity * line.unit_price) - allowances
-        if abs(expected - line.net_amount) > CENT:
+        expected = _round_money(line.quantity * line.unit_price) - allowances
+        if abs(expected - net) > CENT:
             findings.add(
                 "IS-LINE-NET",
-                f"{at}.net_amount (BT-131)",
-                f"net amount {line.net_amount} ≠ quantity {line.quantity} × price "
+                f"lines[{i}].net_amount (BT-131)",
+                f"net amount {net} ≠ quantity {line.quantity} × price "
                 f"{line.unit_price} − allowances {allowances} = {expected}",
             )
-        _check_rate(line.vat_category, line.vat_rate, "05", f"{at}.vat_rate (BT-152)", findings)
-        if (
-            line.vat_category is VatCategory.STANDARD
-            and line.vat_rate is not None
-            and line.vat_rate > 0
-            and line.vat_rate not in rates
-        ):
+        spec = category_spec(category)
+        problem = _rate_problem(spec, rate)
+        if problem:
+            findings.add(f"{spec.rule_prefix}-05", f"lines[{i}].vat_rate (BT-152)", problem)
+        if category is VatCategory.STANDARD and rate is not None and rate > 0 and rate not in rates:
             findings.add(
                 "IS-VAT-RATE",
-                f"{at}.vat_rate (BT-152)",
-                f"{_rate_text(line.vat_rate)} is not a Romanian VAT rate on "
+                f"lines[{i}].vat_rate (BT-152)",
+                f"{_rate_text(rate)} is not a Romanian VAT rate on "
                 f"{_chargeability_date(doc)} (rates then: "
                 f"{', '.join(_rate_text(r) for r in sorted(rates))})",
                 Severity.WARNING,
             )
+        net_total += net
+        key = _key(category, rate)
+        taxable[key] = taxable.get(key, ZERO) + net
+        categories.add(category)
+    return _LineSums(net_total, taxable, categories)
 
 
 def _check_allowance_reason(
-    reason: str | None, code: str | None, rule: str, at: str, terms: str, findings: _Findings
+    reason: str | None,
+    code: str | None,
+    rule: str,
+    at: str,
+    reason_term: str,
+    code_term: str,
+    findings: _Findings,
 ) -> None:
-    """`terms` names the reason and code business terms, e.g. "BT-97/BT-98"."""
-    reason_term, code_term = terms.split("/")
     if _blank(reason) and _blank(code):
         findings.add(
             rule,
@@ -500,22 +568,39 @@ def _check_allowances(doc: Document, findings: _Findings) -> None:
         findings.whole_cents("BR-DEC-RO-01", f"{at}.amount (BT-92)", allowance.amount)
         findings.max_length("BR-RO-L1017", f"{at}.reason (BT-97)", allowance.reason, 100)
         _check_allowance_reason(
-            allowance.reason, allowance.reason_code, "BR-33", at, "BT-97/BT-98", findings
+            allowance.reason, allowance.reason_code, "BR-33", at, "BT-97", "BT-98", findings
         )
-        _check_rate(
-            allowance.vat_category, allowance.vat_rate, "06", f"{at}.vat_rate (BT-96)", findings
-        )
+        spec = category_spec(allowance.vat_category)
+        problem = _rate_problem(spec, allowance.vat_rate)
+        if problem:
+            findings.add(f"{spec.rule_prefix}-06", f"{at}.vat_rate (BT-96)", problem)
 
 
 # -- identifiers by VAT category --------------------------------------------------------------
 
+# Whether a party has the identifiers a VAT category asks of it (CategorySpec.seller_ids/buyer_ids).
+_SELLER_HAS: dict[PartyIds, Callable[[Party], bool]] = {
+    PartyIds.ANY: lambda seller: True,
+    PartyIds.VAT_OR_TAX_REGISTRATION: lambda seller: bool(
+        seller.vat_id or seller.tax_registration_id
+    ),
+    PartyIds.VAT: lambda seller: bool(seller.vat_id),
+    PartyIds.NO_VAT: lambda seller: not seller.vat_id,
+}
+_BUYER_HAS: dict[PartyIds, Callable[[Party], bool]] = {
+    PartyIds.ANY: lambda buyer: True,
+    PartyIds.VAT_OR_LEGAL_REGISTRATION: lambda buyer: (
+        bool(buyer.vat_id) or bool(buyer.tax_registration_id or buyer.trade_register_number)
+    ),
+    PartyIds.VAT: lambda buyer: bool(buyer.vat_id),
+    PartyIds.NO_VAT: lambda buyer: not buyer.vat_id,
+}
 
-def _check_party_ids(doc: Document, findings: _Findings) -> None:
+
+def _check_party_ids(doc: Document, on_lines: set[VatCategory], findings: _Findings) -> None:
     seller, buyer = doc.seller, doc.buyer
-    on_lines = {line.vat_category for line in doc.lines}
     on_allowances = {allowance.vat_category for allowance in doc.allowances} - on_lines
-    used = on_lines | on_allowances
-    if used & CATEGORIES_NEEDING_PARTY_IDS:
+    if not CATEGORIES_NEEDING_PARTY_IDS.isdisjoint(on_lines | on_allowances):
         if not (seller.vat_id or seller.tax_registration_id):
             findings.add(
                 "BR-RO-065",
@@ -537,28 +622,15 @@ def _check_party_ids(doc: Document, findings: _Findings) -> None:
         )
     for categories, suffix in ((on_lines, "02"), (on_allowances, "03")):
         for category in sorted(categories):
-            _check_category_ids(
-                category, f"{category_spec(category).rule_prefix}-{suffix}", seller, buyer, findings
-            )
+            _check_category_ids(category_spec(category), suffix, seller, buyer, findings)
 
 
 def _check_category_ids(
-    category: VatCategory, rule: str, seller: Party, buyer: Party, findings: _Findings
+    spec: CategorySpec, suffix: str, seller: Party, buyer: Party, findings: _Findings
 ) -> None:
-    spec = category_spec(category)
-    has_buyer_legal = bool(buyer.tax_registration_id or buyer.trade_register_number)
-    seller_ok = {
-        PartyIds.ANY: True,
-        PartyIds.VAT_OR_TAX_REGISTRATION: bool(seller.vat_id or seller.tax_registration_id),
-        PartyIds.VAT: bool(seller.vat_id),
-        PartyIds.NO_VAT: not seller.vat_id,
-    }[spec.seller_ids]
-    buyer_ok = {
-        PartyIds.ANY: True,
-        PartyIds.VAT_OR_LEGAL_REGISTRATION: bool(buyer.vat_id) or has_buyer_legal,
-        PartyIds.VAT: bool(buyer.vat_id),
-        PartyIds.NO_VAT: not buyer.vat_id,
-    }[spec.buyer_ids]
+    seller_ok = _SELLER_HAS[spec.seller_ids](seller)
+    buyer_ok = _BUYER_HAS[spec.buyer_ids](buyer)
+    category, rule = spec.category, f"{spec.rule_prefix}-{suffix}"
     if not seller_ok:
         need = {
             PartyIds.VAT_OR_TAX_REGISTRATION: "needs its VAT id (BT-31) or CUI (BT-32)",
@@ -581,63 +653,56 @@ def _check_category_ids(
 # -- VAT breakdown ----------------------------------------------------------------------------
 
 
-def _key(category: VatCategory, rate: Decimal | None) -> tuple[VatCategory, Decimal | None]:
-    return category, (None if rate is None else rate.normalize())
-
-
-def _check_breakdown(doc: Document, findings: _Findings) -> None:
-    expected: dict[tuple[VatCategory, Decimal | None], Decimal] = {}
-    for line in doc.lines:
-        key = _key(line.vat_category, line.vat_rate)
-        expected[key] = expected.get(key, ZERO) + line.net_amount
+def _check_breakdown(doc: Document, taxable: dict[RateKey, Decimal], findings: _Findings) -> None:
+    """`taxable`: the lines' net by (category, rate) from `_check_lines`; its allowances come off
+    here, which leaves what each breakdown's taxable amount must be."""
+    expected = taxable
     for allowance in doc.allowances:
         key = _key(allowance.vat_category, allowance.vat_rate)
         expected[key] = expected.get(key, ZERO) - allowance.amount
-    if not doc.tax_subtotals:
+    subtotals = doc.tax_subtotals
+    if not subtotals:
         findings.add("BR-CO-18", "tax_subtotals (BG-23)", "the document has no VAT breakdown")
     tolerance = rounding_tolerance(doc)
-    categories = [sub.category for sub in doc.tax_subtotals]
-    for category in sorted(set(categories)):
-        if category in SINGLE_BREAKDOWN_CATEGORIES and categories.count(category) > 1:
+    categories = [sub.category for sub in subtotals]
+    if len(categories) > 1:  # a single breakdown cannot repeat its category
+        for category in sorted(set(categories)):
+            if category in SINGLE_BREAKDOWN_CATEGORIES and categories.count(category) > 1:
+                findings.add(
+                    f"{category_spec(category).rule_prefix}-01",
+                    "tax_subtotals (BG-23)",
+                    f"category {category} must have exactly one VAT breakdown, it has "
+                    f"{categories.count(category)}",
+                )
+        if VatCategory.NOT_SUBJECT in categories:
             findings.add(
-                f"{category_spec(category).rule_prefix}-01",
+                "BR-O-11",
                 "tax_subtotals (BG-23)",
-                f"category {category} must have exactly one VAT breakdown, it has "
-                f"{categories.count(category)}",
+                "a document not subject to VAT (O) cannot have other VAT categories: "
+                "issue the O supplies on a document of their own",
             )
-    if VatCategory.NOT_SUBJECT in categories and len(categories) > 1:
-        findings.add(
-            "BR-O-11",
-            "tax_subtotals (BG-23)",
-            "a document not subject to VAT (O) cannot have other VAT categories: "
-            "issue the O supplies on a document of their own",
-        )
     covered = set()
-    for i, sub in enumerate(doc.tax_subtotals):
-        at = f"tax_subtotals[{i}]"
-        spec = category_spec(sub.category)
-        key = _key(sub.category, sub.rate)
+    for i, sub in enumerate(subtotals):
+        category, rate, amount, tax = sub.category, sub.rate, sub.taxable_amount, sub.tax_amount
+        spec = category_spec(category)
+        key = _key(category, rate)
         covered.add(key)
-        findings.whole_cents("BR-DEC-RO-1009", f"{at}.taxable_amount (BT-116)", sub.taxable_amount)
-        findings.whole_cents("BR-DEC-RO-1010", f"{at}.tax_amount (BT-117)", sub.tax_amount)
-        if sub.taxable_amount != expected.get(key, ZERO):
+        if amount is not None and not amount.same_quantum(CENT):  # see _whole_cents
+            findings.whole_cents(
+                "BR-DEC-RO-1009", f"tax_subtotals[{i}].taxable_amount (BT-116)", amount
+            )
+        if tax is not None and not tax.same_quantum(CENT):
+            findings.whole_cents("BR-DEC-RO-1010", f"tax_subtotals[{i}].tax_amount (BT-117)", tax)
+        if amount != expected.get(key, ZERO):
             findings.add(
                 f"{spec.rule_prefix}-08",
-                f"{at}.taxable_amount (BT-116)",
-                f"taxable amount {sub.taxable_amount} for {sub.category} "
-                f"{_rate_text(sub.rate)} ≠ its lines minus its allowances, "
+                f"tax_subtotals[{i}].taxable_amount (BT-116)",
+                f"taxable amount {amount} for {category} "
+                f"{_rate_text(rate)} ≠ its lines minus its allowances, "
                 f"{expected.get(key, ZERO)}",
             )
-        _check_subtotal_tax(
-            sub.category,
-            sub.rate,
-            sub.taxable_amount,
-            sub.tax_amount,
-            tolerance,
-            f"{at}.tax_amount (BT-117)",
-            findings,
-        )
-        _check_exemption(sub.category, sub.exemption_code, sub.exemption_reason, at, findings)
+        _check_subtotal_tax(spec, rate, amount, tax, tolerance, i, findings)
+        _check_exemption(spec, sub.exemption_code, sub.exemption_reason, i, findings)
     for category, rate in sorted(expected.keys() - covered, key=str):
         # -01: the category has no breakdown at all; -08: not at this rate.
         suffix = "08" if category in categories else "01"
@@ -666,15 +731,16 @@ def _check_breakdown(doc: Document, findings: _Findings) -> None:
 
 
 def _check_subtotal_tax(
-    category: VatCategory,
+    spec: CategorySpec,
     rate: Decimal | None,
     taxable: Decimal,
     tax: Decimal,
     tolerance: Decimal,
-    field: str,
+    index: int,
     findings: _Findings,
 ) -> None:
-    spec = category_spec(category)
+    category = spec.category
+    field = f"tax_subtotals[{index}].tax_amount (BT-117)"
     if spec.rate is not RateRule.POSITIVE:
         if tax != 0:
             findings.add(
@@ -686,11 +752,11 @@ def _check_subtotal_tax(
     if rate is None:
         findings.add(
             "BR-48",
-            field.replace("tax_amount (BT-117)", "rate (BT-119)"),
+            f"tax_subtotals[{index}].rate (BT-119)",
             f"the {category} breakdown needs its VAT rate",
         )
         return
-    computed = round_money(taxable * rate / 100)
+    computed = _round_money(taxable * rate / 100)
     difference = abs(tax - computed)
     if difference >= 1:  # the official BR-S-09 / BR-CO-17 tolerance
         message = f"VAT {tax} ≠ taxable {taxable} × {_rate_text(rate)} = {computed}"
@@ -706,10 +772,10 @@ def _check_subtotal_tax(
 
 
 def _check_exemption(
-    category: VatCategory, code: str | None, reason: str | None, at: str, findings: _Findings
+    spec: CategorySpec, code: str | None, reason: str | None, index: int, findings: _Findings
 ) -> None:
-    spec = category_spec(category)
-    field = f"{at}.exemption_code (BT-121)"
+    category = spec.category
+    field = f"tax_subtotals[{index}].exemption_code (BT-121)"
     if not spec.exemption_required:
         if code or reason:
             findings.add(
@@ -734,39 +800,47 @@ def _check_exemption(
             f"{code!r} does not belong to category {category}"
             + (f"; use {spec.default_exemption_code}" if spec.default_exemption_code else ""),
         )
-    findings.max_length("BR-RO-L1019", f"{at}.exemption_reason (BT-120)", reason, 100)
+    findings.max_length(
+        "BR-RO-L1019", f"tax_subtotals[{index}].exemption_reason (BT-120)", reason, 100
+    )
 
 
 # -- totals -----------------------------------------------------------------------------------
 
+# (rule, Totals attribute, field) of the amounts that must be whole cents.
+_TOTAL_AMOUNTS = (
+    ("BR-DEC-RO-09", "line_total", "totals.line_total (BT-106)"),
+    ("BR-DEC-RO-10", "allowance_total", "totals.allowance_total (BT-107)"),
+    ("BR-DEC-RO-12", "tax_exclusive_total", "totals.tax_exclusive_total (BT-109)"),
+    ("UBL-DT-01", "vat_total", "totals.vat_total (BT-110)"),  # BR-DEC-13 never fires
+    ("BR-DEC-RO-14", "tax_inclusive_total", "totals.tax_inclusive_total (BT-112)"),
+    ("BR-DEC-RO-16", "paid_amount", "totals.paid_amount (BT-113)"),
+    ("BR-DEC-RO-17", "rounding_amount", "totals.rounding_amount (BT-114)"),
+    ("BR-DEC-RO-18", "payable_amount", "totals.payable_amount (BT-115)"),
+)
 
-def _sum(values: Iterable[Decimal]) -> Decimal:
-    return sum(values, ZERO)
 
-
-def _check_totals(doc: Document, findings: _Findings) -> None:
+def _check_totals(doc: Document, line_net_total: Decimal, findings: _Findings) -> None:
+    """`line_net_total`: Σ BT-131, as `_check_lines` added it up."""
     totals = doc.totals
-    decimals = (
-        ("BR-DEC-RO-09", "line_total (BT-106)", totals.line_total),
-        ("BR-DEC-RO-10", "allowance_total (BT-107)", totals.allowance_total),
-        ("BR-DEC-RO-12", "tax_exclusive_total (BT-109)", totals.tax_exclusive_total),
-        ("UBL-DT-01", "vat_total (BT-110)", totals.vat_total),  # BR-DEC-13 never fires
-        ("BR-DEC-RO-14", "tax_inclusive_total (BT-112)", totals.tax_inclusive_total),
-        ("BR-DEC-RO-16", "paid_amount (BT-113)", totals.paid_amount),
-        ("BR-DEC-RO-17", "rounding_amount (BT-114)", totals.rounding_amount),
-        ("BR-DEC-RO-18", "payable_amount (BT-115)", totals.payable_amount),
-    )
-    for rule, field, value in decimals:
-        findings.whole_cents(rule, f"totals.{field}", value)
+    for rule, name, field in _TOTAL_AMOUNTS:
+        value = getattr(totals, name)
+        if value is not None and not value.same_quantum(CENT):  # see _whole_cents
+            findings.whole_cents(rule, field, value)
+    allowance_total = vat_total = ZERO
+    for allowance in doc.allowances:
+        allowance_total += allowance.amount
+    for sub in doc.tax_subtotals:
+        vat_total += sub.tax_amount
     sums = (
-        ("BR-CO-10", "line_total (BT-106)", totals.line_total,
-         _sum(line.net_amount for line in doc.lines), "the sum of the line net amounts"),
-        ("BR-CO-11", "allowance_total (BT-107)", totals.allowance_total,
-         _sum(a.amount for a in doc.allowances), "the sum of the document allowances"),
+        ("BR-CO-10", "line_total (BT-106)", totals.line_total, line_net_total,
+         "the sum of the line net amounts"),
+        ("BR-CO-11", "allowance_total (BT-107)", totals.allowance_total, allowance_total,
+         "the sum of the document allowances"),
         ("BR-CO-13", "tax_exclusive_total (BT-109)", totals.tax_exclusive_total,
          totals.line_total - totals.allowance_total, "BT-106 − BT-107"),
-        ("BR-CO-14", "vat_total (BT-110)", totals.vat_total,
-         _sum(sub.tax_amount for sub in doc.tax_subtotals), "the sum of the breakdown VAT"),
+        ("BR-CO-14", "vat_total (BT-110)", totals.vat_total, vat_total,
+         "the sum of the breakdown VAT"),
         ("BR-CO-15", "tax_inclusive_total (BT-112)", totals.tax_inclusive_total,
          totals.tax_exclusive_total + totals.vat_total, "BT-109 + BT-110"),
         ("BR-CO-16", "payable_amount (BT-115)", totals.payable_amount,
@@ -783,45 +857,70 @@ def _check_totals(doc: Document, findings: _Findings) -> None:
 
 def _check_payment(doc: Document, findings: _Findings) -> None:
     for i, means in enumerate(doc.payment_means):
-        at = f"payment_means[{i}]"
-        if means.code not in PAYMENT_MEANS_CODES:
+        code = means.code
+        if code not in PAYMENT_MEANS_CODES:
             findings.add(
                 "BR-CL-16",
-                f"{at}.code (BT-81)",
-                f"{means.code!r} is not a UNCL 4461 payment means code",
+                f"payment_means[{i}].code (BT-81)",
+                f"{code!r} is not a UNCL 4461 payment means code",
             )
-        if means.code in CREDIT_TRANSFER_CODES and _blank(means.iban):
+        if code in CREDIT_TRANSFER_CODES and _blank(means.iban):
             findings.add(
                 "BR-61",
-                f"{at}.iban (BT-84)",
-                f"payment means {means.code} (credit transfer) needs the payee's IBAN",
+                f"payment_means[{i}].iban (BT-84)",
+                f"payment means {code} (credit transfer) needs the payee's IBAN",
             )
-        findings.max_length("BR-RO-L1016", f"{at}.text (BT-82)", means.text, 100)
-        findings.max_length("BR-RO-L140", f"{at}.payment_id (BT-83)", means.payment_id, 140)
-        findings.max_length("BR-RO-L208", f"{at}.account_name (BT-85)", means.account_name, 200)
+        if means.text and len(means.text) > 100:
+            findings.max_length("BR-RO-L1016", f"payment_means[{i}].text (BT-82)", means.text, 100)
+        if means.payment_id and len(means.payment_id) > 140:
+            findings.max_length(
+                "BR-RO-L140", f"payment_means[{i}].payment_id (BT-83)", means.payment_id, 140
+            )
+        if means.account_name and len(means.account_name) > 200:
+            findings.max_length(
+                "BR-RO-L208", f"payment_means[{i}].account_name (BT-85)", means.account_name, 200
+            )
     findings.max_length("BR-RO-L301", "payment_terms (BT-20)", doc.payment_terms, 300)
 
 
 def _check_references(doc: Document, findings: _Findings) -> None:
     findings.max_length("BR-RO-L0303", "order_reference (BT-13)", doc.order_reference, 200)
-    if len(doc.preceding_invoices) > 500:
+    preceding_invoices = doc.preceding_invoices
+    if len(preceding_invoices) > 500:
         findings.add(
             "BR-RO-A500",
             "preceding_invoices (BG-3)",
-            f"{len(doc.preceding_invoices)} preceding invoices, at most 500",
+            f"{len(preceding_invoices)} preceding invoices, at most 500",
         )
-    for i, preceding in enumerate(doc.preceding_invoices):
-        field = f"preceding_invoices[{i}].number (BT-25)"
-        if _blank(preceding.number):
-            findings.add("BR-55", field, "a preceding invoice reference needs its number")
-        findings.max_length("BR-RO-L156", field, preceding.number, 200)
-    if len(doc.additional_references) > 50:
+    for i, preceding in enumerate(preceding_invoices):
+        number = preceding.number
+        if _blank(number):
+            findings.add(
+                "BR-55",
+                f"preceding_invoices[{i}].number (BT-25)",
+                "a preceding invoice reference needs its number",
+            )
+        if number and len(number) > 200:
+            findings.max_length(
+                "BR-RO-L156", f"preceding_invoices[{i}].number (BT-25)", number, 200
+            )
+    references = doc.additional_references
+    if len(references) > 50:
         findings.add(
             "BR-RO-A051",
             "additional_references (BG-24)",
-            f"{len(doc.additional_references)} supporting documents, at most 50",
+            f"{len(references)} supporting documents, at most 50",
         )
-    for i, reference in enumerate(doc.additional_references):
-        at = f"additional_references[{i}]"
-        findings.max_length("BR-RO-L0308", f"{at}.id (BT-122)", reference.id, 200)
-        findings.max_length("BR-RO-L1020", f"{at}.description (BT-123)", reference.description, 100)
+    for i, reference in enumerate(references):
+        if reference.id and len(reference.id) > 200:
+            findings.max_length(
+                "BR-RO-L0308", f"additional_references[{i}].id (BT-122)", reference.id, 200
+            )
+        description = reference.description
+        if description and len(description) > 100:
+            findings.max_length(
+                "BR-RO-L1020",
+                f"additional_references[{i}].description (BT-123)",
+                description,
+                100,
+            )

@@ -135,7 +135,9 @@ class _Writer:
         _cbc(root, "CustomizationID", CUSTOMIZATION_ID)
         _cbc(root, "ID", doc.number)
         _cbc(root, "IssueDate", doc.issue_date.isoformat())
+        tax_point = doc.tax_point_date.isoformat() if doc.tax_point_date else None
         if self.credit_note:
+            _cbc(root, "TaxPointDate", tax_point)  # UBL puts it before the type in a CreditNote
             _cbc(root, "CreditNoteTypeCode", doc.type_code)
         else:
             if doc.due_date:
@@ -143,6 +145,8 @@ class _Writer:
             _cbc(root, "InvoiceTypeCode", doc.type_code)
         for note in doc.notes:
             _cbc(root, "Note", note)
+        if not self.credit_note:
+            _cbc(root, "TaxPointDate", tax_point)
         _cbc(root, "DocumentCurrencyCode", doc.currency)
         _cbc(root, "TaxCurrencyCode", doc.tax_currency)
         _cbc(root, "BuyerReference", doc.buyer_reference)

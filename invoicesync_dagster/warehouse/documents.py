@@ -214,7 +214,7 @@ def document_row(
     held document whose source already holds a number (it keeps it)."""
     event, document = outcome.event, outcome.document
     ready = outcome.status is DocumentStatus.READY and document is not None
-    xml = outcome.xml() if ready else None
+    xml = outcome.xml if ready else None
     series = number = invoice_number = None
     if ready:
         invoice_number = document.number  # type: ignore[union-attr]

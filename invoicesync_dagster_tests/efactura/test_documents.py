@@ -208,7 +208,7 @@ def test_only_ready_documents_get_numbers_consecutive_invoices_first() -> None:
     for outcome in outcomes.values():
         if outcome.status is not DocumentStatus.READY:
             assert outcome.document is None or outcome.document.number.endswith("-0")
-    xml = outcomes["in_Good000000000000000001"].xml()
+    xml = outcomes["in_Good000000000000000001"].xml
     assert xml is not None and b"<cbc:ID>INV-2025-000001</cbc:ID>" in xml
 
 
@@ -243,7 +243,7 @@ def test_rerunning_a_day_gives_the_same_numbers_and_bytes() -> None:
     assert numbers_of(again) == numbers_of(first) == numbers_of(fresh)
     assert len(numbers.numbers) == 4  # nothing new was allocated by the re-run
     for key, outcome in first.items():
-        assert again[key].xml() == outcome.xml()
+        assert again[key].xml == outcome.xml
 
 
 def test_rerun_after_a_fix_numbers_the_fixed_document_next_and_reuses_nothing() -> None:
@@ -281,7 +281,7 @@ def test_credit_note_on_a_same_day_invoice_names_its_final_number() -> None:
     assert note is not None and note.type_code == "381"
     assert [(p.number, p.issue_date) for p in note.preceding_invoices] == [("INV-2025-000001", D)]
     assert note.totals.tax_inclusive_total + note.totals.rounding_amount == Decimal("50.00")
-    xml = outcomes["re_SameDay000000000000001"].xml()
+    xml = outcomes["re_SameDay000000000000001"].xml
     assert xml is not None and b"<cbc:ID>INV-2025-000001</cbc:ID>" in xml
 
 

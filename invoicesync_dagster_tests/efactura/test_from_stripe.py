@@ -69,7 +69,9 @@ NS = {
 # -- VAT rate by date --------------------------------------------------------------------------
 
 
-def test_invoice_finalized_before_the_rate_change_keeps_19_percent_when_paid_after() -> None:
+def test_invoice_finalized_before_the_rate_change_keeps_19_percent_when_paid_after(
+    validate_official: Any,
+) -> None:
     finalized = at(date(2025, 7, 31), 23, 50)  # 20:50 UTC
     paid = at(date(2025, 8, 1), 0, 20)
     customer = ro_company()
@@ -89,6 +91,21 @@ def test_invoice_finalized_before_the_rate_change_keeps_19_percent_when_paid_aft
         (VatCategory.STANDARD, Decimal(19), Decimal("56.81"))
     ]
     assert document.totals.tax_inclusive_total == major(invoice["total"])
+    # The VAT point (BT-7) says why a document of 1 August carries 19 %: no rate warning.
+    assert document.tax_point_date == date(2025, 7, 31)
+    assert "<cbc:TaxPointDate>2025-07-31</cbc:TaxPointDate>" in xml_bytes(document).decode()
+    assert rules.check(document) == []
+    assert validate_official(document, "tax-point") == []
+
+    refund = stripe_refund(
+        "re_RateChange0000000000001", charge="ch_x", amount=5_000, created=at(date(2025, 8, 20))
+    )
+    note = built(refund_document(refund, document, number="INV-2025-000002",
+                                 issue_date=date(2025, 8, 20)))  # fmt: skip
+    assert note.tax_point_date == date(2025, 7, 31)
+    assert [s.rate for s in note.tax_subtotals] == [Decimal(19)]
+    assert rules.check(note) == []
+    assert validate_official(note, "tax-point-credit-note") == []
 
 
 def test_invoice_finalized_on_the_rate_change_day_in_bucharest_gets_21_percent() -> None:
