@@ -246,6 +246,39 @@ MIGRATIONS: tuple[str, ...] = (
         FROM efactura_documents WHERE status IN ('held', 'blocked')
         ORDER BY partition_date, document_id;
     """,
+    # 7: the outbox, one row per filing attempt (warehouse/submissions.py, efactura/submission.py).
+    # An attempt is written before its document leaves (state `sending`) and updated after.
+    """
+    CREATE TABLE efactura_submissions (
+        document_id VARCHAR NOT NULL,     -- efactura_documents.document_id
+        provider VARCHAR NOT NULL,        -- anaf | smartbill
+        attempt INTEGER NOT NULL CHECK (attempt >= 1),
+        invoice_number VARCHAR NOT NULL,  -- BT-1 as sent
+        xml_sha256 VARCHAR,               -- of the XML as sent
+        state VARCHAR NOT NULL CHECK (state IN
+            ('sending', 'unknown', 'sent', 'accepted', 'rejected', 'failed')),
+        upload_index VARCHAR,             -- ANAF index_incarcare; SmartBill series-number
+        download_id VARCHAR,              -- ANAF id_descarcare of the final answer
+        errors JSON NOT NULL,             -- the provider's errors (nok, refusals)
+        created_at TIMESTAMPTZ NOT NULL,  -- recorded, before sending
+        sent_at TIMESTAMPTZ,              -- the provider answered with an index
+        final_at TIMESTAMPTZ,             -- accepted or rejected became known
+        archive_path VARCHAR,             -- the stored answer (signed zip, error zip)
+        PRIMARY KEY (document_id, provider, attempt)
+    );
+    CREATE VIEW v_invoice_status AS
+        WITH last AS (
+            SELECT * FROM efactura_submissions
+            QUALIFY row_number() OVER (PARTITION BY document_id ORDER BY attempt DESC,
+                                       created_at DESC) = 1
+        )
+        SELECT d.partition_date, d.document_id, d.invoice_number, d.kind, d.issue_date,
+               d.currency, d.total, d.status AS document_status, last.provider,
+               last.attempt, coalesce(last.state, 'not_sent') AS filing_state,
+               last.upload_index, last.errors, last.sent_at, last.final_at
+        FROM efactura_documents AS d LEFT JOIN last USING (document_id)
+        ORDER BY d.partition_date, d.invoice_number NULLS LAST, d.document_id;
+    """,
 )
 
 
