@@ -12,7 +12,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from tabulate import tabulate
 from invoicesync_dagster.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:  # imported lazily below: the CLI starts fast
+    from invoicesync_dagster.clients.anaf.oauth import AnafOAuthClient
     from invoicesync_dagster.clients.anaf_registry import RegistryAnswer
     from invoicesync_dagster.efactura.customers import BuyerProfile, StripeCustomer
     from invoicesync_dagster.efactura.mappings import Mappings
@@ -245,7 +246,8 @@ stripe.command("charges", help="Stripe charges created in a date range.")(
 
 @cli.group()
 def sandbox() -> None:
-    """Local fakes of Stripe (and later ANAF, SmartBill, BNR) on 127.0.0.1, and test data."""
+    """Local fakes of Stripe, ANAF (registry, OAuth, e-Factura), SmartBill and BNR on 127.0.0.1,
+    and test data."""
 
 
 @sandbox.command("serve")
@@ -304,9 +306,12 @@ def sandbox_serve(
         )
     except (FixtureError, ValueError, OSError) as error:
         raise CliError(f"sandbox not started: {error}") from None
+    bases = ("STRIPE_API_BASE", "ANAF_PUBLIC_API_BASE", "ANAF_API_BASE", "ANAF_OAUTH_BASE",
+             "SMARTBILL_API_BASE")  # fmt: skip
     click.echo(
-        f"Sandbox listening on {server.url}  "
-        f"(STRIPE_API_BASE={server.url} ANAF_PUBLIC_API_BASE={server.url})",
+        f"Sandbox listening on {server.url}  ("
+        + " ".join(f"{name}={server.url}" for name in bases)
+        + f" BNR_RATES_URL={server.url}/bnr/nbrfxrates.xml)",
         err=True,
     )
     if port_file:
@@ -661,6 +666,144 @@ def _yes_no(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return "" if value is None else str(value)
+
+
+# --- anaf ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def anaf() -> None:
+    """ANAF e-Factura access: log in once with the company's certificate, check token expiry."""
+
+
+def _anaf_oauth_client(settings: Settings) -> AnafOAuthClient:
+    from invoicesync_dagster.clients.anaf.oauth import AnafOAuthClient
+
+    assert settings.anaf_client_id is not None and settings.anaf_client_secret is not None
+    return AnafOAuthClient(
+        settings.anaf_oauth_base,
+        settings.anaf_client_id,
+        settings.anaf_client_secret.get_secret_value(),
+        settings.anaf_redirect_uri,
+    )
+
+
+def _authorization_code(pasted: str, state: str | None) -> str:
+    """The code from what the user pasted: the code itself or the whole callback address."""
+    from urllib.parse import parse_qs, urlsplit
+
+    text = pasted.strip()
+    if "code=" not in text and "error=" not in text:
+        if not text:
+            raise CliError("no authorization code given; run `invoicesync anaf login` again")
+        return text
+    query = {k: v[0] for k, v in parse_qs(urlsplit(text).query or text).items()}
+    if "error" in query:
+        raise CliError(
+            f"ANAF refused the authorization ({query['error']}): check that the certificate "
+            "has SPV rights for the company and that the app is registered for e-Factura"
+        )
+    # ANAF hands the state back; an address without one is let through (nothing to compare).
+    if state is not None and query.get("state", state) != state:
+        raise CliError(
+            "that callback address belongs to another login attempt (its state differs); "
+            "open the address printed above and paste the new one"
+        )
+    if not query.get("code"):
+        raise CliError("the pasted address has no code; paste the whole address ANAF sent to")
+    return query["code"]
+
+
+def _expiry_text(expires_at: datetime) -> str:
+    days = (expires_at - datetime.now(UTC)).days
+    return f"{_when(int(expires_at.timestamp()))} (Europe/Bucharest, {days} days left)"
+
+
+@anaf.command("login")
+@click.option(
+    "--code",
+    help="The authorization code (or the whole callback address) from ANAF, if you already "
+    "have one; it is valid for about a minute.",
+)
+def anaf_login(code: str | None) -> None:
+    """Authorize invoicesync to file e-invoices for the company, once a year.
+
+    Prints ANAF's authorize address: open it in a browser that holds the company's qualified
+    certificate (the one registered in SPV), pick the certificate, and ANAF sends the browser to
+    ANAF_REDIRECT_URI?code=…; paste that whole address (or just the code) here within a minute.
+    The tokens are saved in $INVOICESYNC_HOME/anaf_tokens.json (mode 0600) and refreshed
+    automatically; only the expiry dates are printed.
+    """
+    import secrets
+
+    from invoicesync_dagster.clients.anaf.oauth import AnafOAuthError, TokenStore
+
+    settings = _settings("anaf")
+    client = _anaf_oauth_client(settings)
+    state = None
+    if code is None:
+        state = secrets.token_urlsafe(16)
+        click.echo("Open this address in a browser holding the company's certificate:\n")
+        click.echo(f"  {client.authorize_url(state)}\n")
+        click.echo(
+            f"ANAF then sends the browser to {settings.anaf_redirect_uri}?code=… (the page may "
+            "not load: that is expected). Copy the address from the address bar."
+        )
+        code = click.prompt("Paste the address (or the code)", prompt_suffix=": ")
+    try:
+        pair = client.exchange_code(_authorization_code(code, state))
+    except AnafOAuthError as error:
+        raise CliError(
+            f"ANAF login failed: {error}. Codes expire after about a minute and work once: "
+            "run `invoicesync anaf login` again"
+        ) from None
+    store = TokenStore(settings.anaf_token_store_path)
+    try:
+        store.save(pair)
+    except OSError as error:
+        raise CliError(f"could not save the ANAF tokens in {store.path}: {error}") from None
+    click.echo(f"Logged in to ANAF. Tokens saved in {store.path} (readable only by you).")
+    click.echo(f"  access token valid until  {_expiry_text(pair.access_expires_at)}")
+    click.echo(f"  refresh token valid until {_expiry_text(pair.refresh_expires_at)}")
+    click.echo("The access token is refreshed automatically; log in again before the refresh date.")
+
+
+@anaf.command("token")
+@_output_option
+def anaf_token(output: Path | None) -> None:
+    """When the stored ANAF tokens expire (never the tokens themselves)."""
+    from invoicesync_dagster.clients.anaf.oauth import AnafOAuthError, TokenStore
+
+    settings = _settings()
+    store = TokenStore(settings.anaf_token_store_path)
+    try:
+        pair = store.load()
+    except AnafOAuthError as error:
+        raise CliError(str(error)) from None
+    if pair is None:
+        raise CliError(f"no ANAF tokens in {store.path}: run `invoicesync anaf login`")
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "token": name,
+            "expires_at": _when(int(expires_at.timestamp())),
+            "days_left": (expires_at - now).days,
+            "state": "valid" if expires_at > now else "expired",
+            "obtained_at": _when(int(pair.obtained_at.timestamp())),
+        }
+        for name, expires_at in (
+            ("access", pair.access_expires_at),
+            ("refresh", pair.refresh_expires_at),
+        )
+    ]
+    emit(rows, output, title=f"ANAF tokens in {store.path}")
+    if pair.refresh_expires_at <= now:
+        raise CliError(
+            "the ANAF refresh token has expired: run `invoicesync anaf login` with the "
+            "company's certificate"
+        )
+    if pair.access_expires_at <= now:
+        click.echo("The access token has expired; it is refreshed at the next ANAF call.")
 
 
 # --- doctor ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Sandbox serving Stripe and ANAF's registry on {server.url}")
         definitions = defs()
         jobs = [definitions.resolve_job_def(name) for name in DAILY_JOBS]
-        last_day = date.today() - timedelta(days=1)
+        # The seeder's last day: yesterday in Bucharest (not the machine's date: near midnight
+        # Bucharest is already a day ahead of UTC).
+        last_day = seed.yesterday_in_bucharest()
         days = [last_day - timedelta(days=n) for n in reversed(range(args.days))]
         instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
         with instance or dg.DagsterInstance.ephemeral() as dagster_instance:

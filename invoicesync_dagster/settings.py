@@ -27,6 +27,9 @@ STRIPE_API_BASE = "https://api.stripe.com"
 ANAF_API_BASE = "https://api.anaf.ro"
 ANAF_PUBLIC_API_BASE = "https://webservicesp.anaf.ro"
 ANAF_OAUTH_BASE = "https://logincert.anaf.ro"
+# The callback registered with the ANAF app; nothing needs to listen there: `invoicesync anaf
+# login` takes the code pasted from the browser's address bar.
+ANAF_REDIRECT_URI = "https://localhost:8443/anaf/callback"
 SMARTBILL_API_BASE = "https://ws.smartbill.ro"
 BNR_RATES_URL = "https://curs.bnr.ro/nbrfxrates.xml"
 
@@ -94,6 +97,7 @@ class Settings(BaseSettings):
     anaf_api_base: str = ANAF_API_BASE
     anaf_public_api_base: str = ANAF_PUBLIC_API_BASE
     anaf_oauth_base: str = ANAF_OAUTH_BASE
+    anaf_redirect_uri: str = ANAF_REDIRECT_URI
     # A cached registry answer is reused for this many days before ANAF is asked again.
     anaf_registry_max_age_days: int = Field(default=7, ge=0, le=365)
     # The accountant's `email,cui` file; default $INVOICESYNC_HOME/customers.csv.
@@ -119,6 +123,18 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be a Stripe secret or restricted key (sk_live_…, rk_live_…, sk_test_…); "
                 "copy it from Stripe Dashboard → Developers → API keys"
+            )
+        return value
+
+    @field_validator("anaf_redirect_uri", mode="before")
+    @classmethod
+    def _redirect_uri(cls, value: object) -> object:
+        if value is None:  # load_settings rebuilds with None in place of a malformed value
+            return ANAF_REDIRECT_URI
+        if not isinstance(value, str) or not value.startswith("https://"):
+            raise ValueError(
+                f"{value!r} must be an https:// address (ANAF's portal refuses http:// "
+                "callbacks), exactly the callback registered for your ANAF app"
             )
         return value
 
@@ -177,6 +193,11 @@ class Settings(BaseSettings):
         return self.invoicesync_home / "invoicesync.duckdb"
 
     @property
+    def anaf_token_store_path(self) -> Path:
+        """ANAF's OAuth tokens (mode 0600; they rotate on every refresh)."""
+        return self.invoicesync_home / "anaf_tokens.json"
+
+    @property
     def mappings_csv_path(self) -> Path:
         """The customer mappings CSV (absent file: no mappings)."""
         return self.customer_mappings_csv or self.invoicesync_home / "customers.csv"
@@ -230,7 +251,8 @@ def load_settings(need: Iterable[str] = (), **overrides: object) -> Settings:
         }
         problems = {name.upper(): message for name, message in bad.items()}
         # Rebuild without the malformed values so that missing ones are reported in the same pass.
-        settings = Settings(**{**overrides, **dict.fromkeys(bad)})  # type: ignore[arg-type]
+        defaults = {name: Settings.model_fields[name].default for name in bad}
+        settings = Settings(**{**overrides, **defaults})  # type: ignore[arg-type]
     if settings.anaf_enabled:
         groups.append("anaf")
     if settings.smartbill_enabled:

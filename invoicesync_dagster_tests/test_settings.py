@@ -56,6 +56,19 @@ def test_every_problem_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None
     assert "sk_live_secretvalue1" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DEFAULT_CURRENCY", "EURO"), ("DEFAULT_INVOICE_SERIES", "INV/2026"), ("INVOICE_ON", "sent")],
+)
+def test_a_malformed_setting_with_a_default_is_named_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert list(caught.value.problems) == [name]
+
+
 def test_enabled_provider_requires_its_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMARTBILL_ENABLED", "true")
     with pytest.raises(SettingsError) as caught:

@@ -1,1 +1,2 @@
-"""Local fake servers (Stripe today; ANAF, SmartBill and BNR later) and the data seeder."""
+"""Local fake servers (Stripe, ANAF registry, OAuth and e-Factura, SmartBill, BNR) and the data
+seeder."""

@@ -1,5 +1,5 @@
-"""The sandbox HTTP server: one loopback port serving every fake (Stripe, ANAF's public registry;
-more later).
+"""The sandbox HTTP server: one loopback port serving every fake (Stripe, ANAF's public registry,
+ANAF OAuth and e-Factura, SmartBill, BNR).
 
 Each request goes to the first fake whose `handle` answers it, the most recently mounted first:
 a test can mount its own fake (a registry with other options, a canned answer) over a default.
@@ -10,6 +10,8 @@ latency knob and the clock, with control endpoints under `/_sandbox/`:
 - `POST /_sandbox/faults`     `{"rules": [...], "seed": N}` (see `faults.py`); `GET` shows them
 - `GET  /_sandbox/requests`   `{"total", "counts": {"GET /v1/invoices": 3}, "log": [...]}`
 - `POST /_sandbox/clock`      `{"now": <unix seconds> | null}`; `GET` shows it
+- `GET  /_sandbox/ledger`     `{"uploads": [...], "smartbill_invoices": [...]}`: every document
+                              ANAF and SmartBill received, for proving "exactly once"
 
 Control requests are not counted, delayed or faulted. Other `/_sandbox/...` paths go to the
 fakes (e.g. `POST /_sandbox/stripe/fixtures`).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import socket
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -85,7 +88,10 @@ class RequestLog:
 class SandboxServer:
     """Threaded HTTP server on 127.0.0.1 with the Stripe fake at `/v1/`, ANAF's registry fake
     at `/api/PlatitorTvaRest/v9/tva` (records derived from the Stripe customers, plus those of
-    `registry_fixtures`, a JSON list of v9 `found` records) and BNR's rate files at `/bnr/`."""
+    `registry_fixtures`, a JSON list of v9 `found` records), BNR's rate files at `/bnr/`, ANAF's
+    OAuth at `/anaf-oauth2/v1/`, e-Factura at `/{test,prod}/FCTEL/rest/` (accepting the access
+    tokens the OAuth fake issued; buyers checked against the registry fake) and SmartBill at
+    `/SBORO/api/` (the sandbox account of `smartbill_fake`)."""
 
     def __init__(
         self,
@@ -125,6 +131,18 @@ class SandboxServer:
         self.mount(self.registry)
         self.bnr = BnrFake(clock=self.clock)
         self.mount(self.bnr)
+        from invoicesync_dagster.sandbox.anaf_efactura_fake import AnafEfacturaFake
+        from invoicesync_dagster.sandbox.anaf_oauth_fake import AnafOAuthFake
+        from invoicesync_dagster.sandbox.smartbill_fake import SmartBillFake
+
+        self.anaf_oauth = AnafOAuthFake(clock=self.clock)
+        self.mount(self.anaf_oauth)
+        self.anaf_efactura = AnafEfacturaFake(
+            self.clock, registry=self.registry, token_check=self.anaf_oauth.is_valid_access_token
+        )
+        self.mount(self.anaf_efactura)
+        self.smartbill = SmartBillFake(self.clock)
+        self.mount(self.smartbill)
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -229,6 +247,14 @@ class SandboxServer:
             if (method, name) == ("POST", "faults"):
                 self.faults.configure(request.json() or {})
                 return Response.json(200, {"rules": self.faults.snapshot()})
+            if (method, name) == ("GET", "ledger"):
+                return Response.json(
+                    200,
+                    {
+                        "uploads": self.anaf_efactura.ledger_entries(),
+                        "smartbill_invoices": self.smartbill.ledger_entries(),
+                    },
+                )
             if (method, name) == ("GET", "clock"):
                 return Response.json(200, {"now": self.clock.now(), "pinned": self.clock.pinned})
             if (method, name) == ("POST", "clock"):
@@ -323,6 +349,12 @@ class _HTTPServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (its timeout, on purpose in the fault tests) is not an error."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = super().get_request()

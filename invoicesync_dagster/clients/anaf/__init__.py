@@ -1,0 +1,1 @@
+"""ANAF clients: OAuth2 (`oauth`) and e-Factura (`efactura`)."""
