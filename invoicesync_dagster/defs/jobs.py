@@ -28,7 +28,7 @@ efactura_job = dg.define_asset_job(
     "efactura_job",
     selection=dg.AssetSelection.groups("efactura"),
     tags=DUCKDB_WRITER,
-    description="Builds one day's e-Factura documents in DuckDB: BNR exchange rates, the billable "
-    "events, and the numbered CIUS-RO XML documents with their checks. Run it after "
-    "customer_profiles_job for the same day.",
+    description="Builds one day's e-Factura documents in DuckDB (BNR exchange rates, billable "
+    "events, numbered CIUS-RO XML with their checks) and files the ready ones with ANAF when "
+    "ANAF_ENABLED. Run it after customer_profiles_job for the same day.",
 )

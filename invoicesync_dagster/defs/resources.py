@@ -14,6 +14,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from invoicesync_dagster.clients.anaf.efactura import EfacturaClient
+from invoicesync_dagster.clients.anaf.oauth import AnafOAuthClient, TokenProvider, TokenStore
 from invoicesync_dagster.clients.anaf_registry import AnafRegistryClient
 from invoicesync_dagster.clients.bnr import BnrClient
 from invoicesync_dagster.clients.stripe import StripeReader
@@ -126,6 +128,40 @@ class CompanyResource(dg.ConfigurableResource):
         return self.invoice_on or load_settings().invoice_on
 
 
+class AnafResource(dg.ConfigurableResource):
+    """ANAF e-Factura: OAuth tokens from the token store (refreshed and rotated unattended), the
+    test or production API by ANAF_USE_STAGING. Fields override the settings (the sandbox)."""
+
+    api_base: str | None = None  # default ANAF_API_BASE
+    public_base: str | None = None  # default ANAF_PUBLIC_API_BASE (validare, transformare)
+    oauth_base: str | None = None  # default ANAF_OAUTH_BASE
+    staging: bool | None = None  # default ANAF_USE_STAGING
+    timeout_s: float = 60.0
+
+    def client(self) -> EfacturaClient:
+        settings = load_settings(need=["anaf", "company"])
+        assert settings.anaf_client_secret is not None  # checked by load_settings
+        oauth = AnafOAuthClient(
+            self.oauth_base or settings.anaf_oauth_base,
+            settings.anaf_client_id or "",
+            settings.anaf_client_secret.get_secret_value(),
+            settings.anaf_redirect_uri,
+        )
+        tokens = TokenProvider(oauth, TokenStore(settings.anaf_token_store_path))
+        return EfacturaClient(
+            self.api_base or settings.anaf_api_base,
+            self.public_base or settings.anaf_public_api_base,
+            tokens.access_token,
+            staging=settings.anaf_use_staging if self.staging is None else self.staging,
+            timeout=self.timeout_s,
+        )
+
+    @property
+    def company_cif(self) -> str:
+        """The seller's CIF as ANAF's `cif` parameter wants it: digits, no RO."""
+        return load_settings(need=["company"]).company_cui or ""
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
@@ -136,5 +172,6 @@ def resources() -> dg.Definitions:
             "customer_mappings": CustomerMappingsResource(),
             "bnr": BnrResource(),
             "company": CompanyResource(),
+            "anaf": AnafResource(),
         }
     )

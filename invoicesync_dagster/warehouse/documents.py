@@ -26,8 +26,9 @@ from invoicesync_dagster.efactura.customers import Classification
 from invoicesync_dagster.efactura.documents import DocumentOutcome, DocumentStatus
 from invoicesync_dagster.efactura.model import Document
 
-# A rebuild may rewrite rows in these states; any other state belongs to the filing step.
-REBUILDABLE = tuple(status.value for status in DocumentStatus)
+# A rebuild may rewrite rows in these states; any other state belongs to the filing step. A
+# document ANAF rejected never reached the buyer: it is rebuilt once fixed and sent again.
+REBUILDABLE = (*(status.value for status in DocumentStatus), "rejected")
 
 EVENT_COLUMNS = (
     "partition_date, source_key, source_type, source_id, trigger, occurred_at, customer_id, "

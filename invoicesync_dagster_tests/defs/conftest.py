@@ -12,6 +12,7 @@ import pytest
 
 from invoicesync_dagster.defs.resources import (
     AnafRegistryResource,
+    AnafResource,
     BnrResource,
     CompanyResource,
     CustomerMappingsResource,
@@ -47,6 +48,8 @@ def materialize(
         day: date = DAY,
         instance: dg.DagsterInstance | None = None,
         company: CompanyResource | None = None,
+        anaf: AnafResource | None = None,
+        run_config: dict[str, Any] | None = None,
     ) -> dg.ExecuteInProcessResult:
         return dg.materialize(
             assets,
@@ -58,9 +61,17 @@ def materialize(
                 "customer_mappings": CustomerMappingsResource(path=str(tmp_path / "customers.csv")),
                 "bnr": BnrResource(rates_url=f"{sandbox.url}/bnr/nbrfxrates.xml"),
                 "company": company or CompanyResource(),
+                "anaf": anaf
+                or AnafResource(
+                    api_base=sandbox.url,
+                    public_base=sandbox.url,
+                    oauth_base=sandbox.url,
+                    staging=True,
+                ),
             },
             instance=instance,
             raise_on_error=False,
+            run_config=run_config,
         )
 
     return run

@@ -1,0 +1,291 @@
+"""`efactura_submissions`: the day's ready documents filed with ANAF, exactly once.
+
+The outbox of ARCHITECTURE.md §4.2, decided by `efactura.submission.decide` per document:
+
+* send: the attempt is recorded (`sending`, committed; the document becomes `submitting`, which
+  freezes it) before the upload; the index is recorded right after (`sent`, `submitted`);
+* an upload whose answer was lost (timeout, 5xx after sending, a crash) is `unknown`: the next
+  run reconciles it from ANAF's message list, downloading each unknown message of the seller
+  once and comparing its XML with ours (sha256); a match becomes `sent` with its index. Only
+  after `reconcile_grace_minutes` without a match (ANAF lists a message once it is processed,
+  which can take hours) is the attempt declared `failed`, and the document sent again; ANAF's
+  own duplicate detection is the last safety net;
+* a refusal before acceptance (400, the firewall page, a limit) is `failed`, sent again by a
+  later run; an accepted document is never sent again, whatever is re-run.
+
+No DuckDB connection is held across an HTTP call. The new upload indexes go into the
+materialization's `anaf_uploads` metadata, which the status sensor reads (it never opens DuckDB).
+"""
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import duckdb
+
+from invoicesync_dagster.clients.anaf.efactura import (
+    AnafAuthError,
+    AnafError,
+    AnafRateLimited,
+    AnafUploadOutcomeUnknown,
+    EfacturaClient,
+)
+from invoicesync_dagster.defs.partitions import daily_partitions, partition_day
+from invoicesync_dagster.defs.resources import AnafResource, WarehouseResource
+from invoicesync_dagster.efactura.submission import Attempt, NextStep, decide
+from invoicesync_dagster.settings import load_settings
+from invoicesync_dagster.warehouse import submissions
+
+PROVIDER = "anaf"
+
+
+class SubmissionConfig(dg.Config):
+    # How long an upload with a lost answer may stay unmatched in ANAF's list before it is
+    # declared not received and sent again.
+    reconcile_grace_minutes: int = 360
+
+
+@dataclass(frozen=True)
+class _Filing:
+    document_id: str
+    invoice_number: str
+    kind: str
+    issue_date: date
+    xml: bytes
+    xml_sha256: str
+    buyer_country: str | None
+    buyer_tax_id: str | None
+    buyer_vat_id: str | None
+
+    @property
+    def standard(self) -> str:
+        return "CN" if self.kind == "credit_note" else "UBL"
+
+    @property
+    def foreign(self) -> bool:
+        return bool(self.buyer_country) and self.buyer_country != "RO"
+
+    @property
+    def b2c(self) -> bool:
+        """A Romanian private buyer (CNP or 0000000000000): uploadb2c."""
+        tax_id = self.buyer_tax_id or ""
+        return not self.foreign and not self.buyer_vat_id and len(tax_id) == 13
+
+
+@dg.asset(
+    description="The day's ready documents filed with ANAF e-Factura, exactly once: one row per "
+    "attempt in efactura_submissions (recorded before sending), upload indexes in the metadata "
+    "for the status sensor. An upload whose answer was lost is reconciled from ANAF's message "
+    "list before anything is sent again; accepted documents are never sent again.",
+    group_name="efactura",
+    kinds={"anaf", "duckdb"},
+    owners=["team:billing"],
+    partitions_def=daily_partitions,
+    deps=["efactura_documents"],
+    pool="efactura_api",
+)
+def efactura_submissions(
+    context: dg.AssetExecutionContext,
+    config: SubmissionConfig,
+    warehouse: WarehouseResource,
+    anaf: AnafResource,
+) -> dg.MaterializeResult:
+    day = partition_day(context.partition_time_window)
+    settings = load_settings()
+    if not settings.anaf_enabled:
+        return dg.MaterializeResult(
+            metadata={"skipped": "ANAF_ENABLED is false: nothing is filed with ANAF"}
+        )
+    with warehouse.connect() as connection:
+        filings = _filings(connection, day)
+        history = submissions.attempts(connection, [f.document_id for f in filings], PROVIDER)
+        started = _started(connection, [f.document_id for f in filings])
+    steps = {f.document_id: decide(history.get(f.document_id, []), f.xml_sha256) for f in filings}
+    cif = anaf.company_cif
+    uploads: list[dict[str, Any]] = []
+    outcome: Counter[str] = Counter()
+    stop_reason = None
+    with anaf.client() as client:
+        unsure = [f for f in filings if steps[f.document_id].step is NextStep.RECONCILE]
+        if unsure:
+            found = _reconcile(client, warehouse, cif, unsure, history, started, config, context)
+            uploads += found
+            outcome["reconciled"] += len(found)
+        for filing in filings:
+            decision = steps[filing.document_id]
+            outcome[decision.step.value] += 1
+            if decision.step is not NextStep.SEND or stop_reason:
+                continue
+            try:
+                uploads.append(_send(client, warehouse, cif, filing, decision.next_attempt))
+                outcome["uploaded"] += 1
+            except AnafUploadOutcomeUnknown:
+                outcome["unknown"] += 1
+                context.log.warning(
+                    f"{filing.invoice_number}: ANAF's answer to the upload was lost; the next "
+                    "run looks it up in ANAF's message list before sending anything again"
+                )
+            except (AnafAuthError, AnafRateLimited) as error:
+                # Neither clears up by trying the next document: stop here, nothing is lost.
+                stop_reason = str(error)
+                outcome["refused"] += 1
+            except AnafError as error:
+                outcome["refused"] += 1
+                context.log.error(f"{filing.invoice_number}: ANAF refused the upload: {error}")
+    if stop_reason:
+        context.log.error(f"filing stopped for this run: {stop_reason}")
+    return dg.MaterializeResult(
+        metadata={
+            "anaf_uploads": dg.MetadataValue.json(uploads),
+            "uploaded": outcome["uploaded"],
+            "reconciled": outcome["reconciled"],
+            "answer_lost": outcome["unknown"],
+            "refused": outcome["refused"],
+            "waiting_for_anaf": outcome[NextStep.WAIT.value],
+            "already_accepted": outcome[NextStep.DONE.value],
+            "rejected_unchanged": outcome[NextStep.FIX.value],
+            "stopped": stop_reason or "",
+        }
+    )
+
+
+def _filings(connection: duckdb.DuckDBPyConnection, day: date) -> list[_Filing]:
+    rows = connection.execute(
+        """
+        SELECT document_id, invoice_number, kind, issue_date, xml, xml_sha256,
+               document->'buyer'->'address'->>'country', document->'buyer'->>'tax_registration_id',
+               document->'buyer'->>'vat_id'
+        FROM efactura_documents
+        WHERE partition_date = ? AND xml IS NOT NULL AND status NOT IN ('held', 'blocked')
+        ORDER BY number
+        """,
+        [day],
+    ).fetchall()
+    return [
+        _Filing(row[0], row[1], row[2], row[3], row[4].encode("utf-8"), *row[5:]) for row in rows
+    ]
+
+
+def _started(connection: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, datetime]:
+    """When each document's last attempt was recorded."""
+    rows = connection.execute(
+        "SELECT document_id, max(created_at) FROM efactura_submissions WHERE provider = ? "
+        "AND document_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
+        [PROVIDER, sorted(ids)],
+    ).fetchall()
+    return dict(rows)
+
+
+def _set_status(connection: duckdb.DuckDBPyConnection, document_id: str, status: str) -> None:
+    connection.execute(
+        "UPDATE efactura_documents SET status = ? WHERE document_id = ?", [status, document_id]
+    )
+
+
+def _send(
+    client: EfacturaClient,
+    warehouse: WarehouseResource,
+    cif: str,
+    filing: _Filing,
+    attempt: int,
+) -> dict[str, Any]:
+    with warehouse.connect() as connection:
+        submissions.begin(
+            connection, filing.document_id, PROVIDER, attempt, filing.invoice_number,
+            filing.xml_sha256,
+        )  # fmt: skip
+        _set_status(connection, filing.document_id, "submitting")
+    try:
+        receipt = client.upload(
+            filing.xml, cif=cif, standard=filing.standard, b2c=filing.b2c, extern=filing.foreign
+        )
+    except AnafUploadOutcomeUnknown as error:
+        with warehouse.connect() as connection:
+            submissions.mark_unknown(connection, filing.document_id, PROVIDER, attempt, str(error))
+        raise
+    except AnafError as error:
+        with warehouse.connect() as connection:
+            submissions.mark_failed(connection, filing.document_id, PROVIDER, attempt, [str(error)])
+            _set_status(connection, filing.document_id, "ready")
+        raise
+    with warehouse.connect() as connection:
+        submissions.mark_sent(connection, filing.document_id, PROVIDER, attempt, receipt.index)
+        _set_status(connection, filing.document_id, "submitted")
+    return _upload_entry(filing, attempt, receipt.index)
+
+
+def _upload_entry(filing: _Filing, attempt: int, index: str) -> dict[str, Any]:
+    return {
+        "index": index,
+        "document_id": filing.document_id,
+        "attempt": attempt,
+        "invoice_number": filing.invoice_number,
+        "issue_date": filing.issue_date.isoformat(),
+        "uploaded_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _reconcile(
+    client: EfacturaClient,
+    warehouse: WarehouseResource,
+    cif: str,
+    unsure: Sequence[_Filing],
+    history: dict[str, list[Attempt]],
+    started: dict[str, datetime],
+    config: SubmissionConfig,
+    context: dg.AssetExecutionContext,
+) -> list[dict[str, Any]]:
+    """Match attempts whose outcome is unknown with the messages ANAF lists for the seller."""
+    with warehouse.connect() as connection:
+        known = {
+            row[0]
+            for row in connection.execute(
+                "SELECT upload_index FROM efactura_submissions WHERE upload_index IS NOT NULL"
+            ).fetchall()
+        }
+    now = datetime.now(UTC)
+    oldest = min(started[f.document_id] for f in unsure) - timedelta(minutes=10)
+    by_sha = {f.xml_sha256: f for f in unsure}
+    found: list[dict[str, Any]] = []
+    # ANAF refuses an end after its own clock: stay a minute behind.
+    for message in client.iter_messages(cif, oldest, now - timedelta(minutes=1)):
+        if message.upload_index in known or not by_sha:
+            continue
+        known.add(message.upload_index)
+        answer = client.download(message.id)
+        if answer.is_error:
+            continue  # a nok answer holds ANAF's errors, not our XML: matched by its status
+        filing = by_sha.pop(hashlib.sha256(answer.document).hexdigest(), None)
+        if filing is None:
+            continue
+        attempt = history[filing.document_id][-1].attempt
+        with warehouse.connect() as connection:
+            submissions.mark_sent(
+                connection, filing.document_id, PROVIDER, attempt, message.upload_index
+            )
+            _set_status(connection, filing.document_id, "submitted")
+        context.log.info(
+            f"{filing.invoice_number}: found in ANAF's list as upload {message.upload_index}"
+        )
+        found.append(_upload_entry(filing, attempt, message.upload_index))
+    grace = timedelta(minutes=config.reconcile_grace_minutes)
+    for filing in by_sha.values():
+        last = history[filing.document_id][-1]
+        if now - started[filing.document_id] < grace:
+            continue
+        with warehouse.connect() as connection:
+            submissions.mark_failed(
+                connection, filing.document_id, PROVIDER, last.attempt,
+                [f"not in ANAF's message list {config.reconcile_grace_minutes} minutes after "
+                 "it was sent: taken as not received, sent again"],
+            )  # fmt: skip
+            _set_status(connection, filing.document_id, "ready")
+        context.log.warning(
+            f"{filing.invoice_number}: attempt {last.attempt} is not in ANAF's list after the "
+            "grace period; the next run sends it again"
+        )
+    return found
