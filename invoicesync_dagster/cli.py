@@ -324,6 +324,28 @@ def sandbox_serve(
         server.stop()
 
 
+@sandbox.command("anaf-login")
+def sandbox_anaf_login() -> None:
+    """Log in to the sandbox's ANAF OAuth (it approves at once, no certificate) and store the
+    tokens as `invoicesync anaf login` does. Refuses anything but 127.0.0.1."""
+    from invoicesync_dagster.clients.anaf.oauth import AnafOAuthError
+    from invoicesync_dagster.sandbox.anaf_oauth_fake import RegisteredClient, sandbox_login
+
+    settings = _settings("anaf")
+    assert settings.anaf_client_secret is not None  # checked by _settings
+    registered = RegisteredClient(
+        settings.anaf_client_id or "",
+        settings.anaf_client_secret.get_secret_value(),
+        settings.anaf_redirect_uri,
+    )
+    try:
+        store = settings.anaf_token_store_path
+        expires = sandbox_login(settings.anaf_oauth_base, registered, store)
+    except (ValueError, AnafOAuthError, OSError) as error:
+        raise CliError(f"sandbox ANAF login failed: {error}") from None
+    click.echo(f"Logged in to the sandbox's ANAF; the refresh token expires {expires:%Y-%m-%d}")
+
+
 @sandbox.command("seed")
 @click.option("--days", type=click.IntRange(1, 3660), required=True)
 @click.option("--seed", "seed_value", type=int, default=7, show_default=True)

@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from invoicesync_dagster.definitions import defs
     from invoicesync_dagster.sandbox import seed
+    from invoicesync_dagster.sandbox.anaf_oauth_fake import RegisteredClient, sandbox_login
     from invoicesync_dagster.sandbox.server import SandboxServer
     from invoicesync_dagster.settings import load_settings
 
@@ -60,7 +61,20 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["STRIPE_API_BASE"] = server.url
         os.environ["ANAF_PUBLIC_API_BASE"] = server.url
         os.environ["BNR_RATES_URL"] = f"{server.url}/bnr/nbrfxrates.xml"
-        print(f"Sandbox serving Stripe and ANAF's registry on {server.url}")
+        os.environ["ANAF_API_BASE"] = server.url
+        os.environ["ANAF_OAUTH_BASE"] = server.url
+        settings = load_settings(need=["anaf"])
+        assert settings.anaf_client_secret is not None  # checked by load_settings
+        sandbox_login(
+            server.url,
+            RegisteredClient(
+                settings.anaf_client_id or "",
+                settings.anaf_client_secret.get_secret_value(),
+                settings.anaf_redirect_uri,
+            ),
+            settings.anaf_token_store_path,
+        )
+        print(f"Sandbox serving Stripe, ANAF (registry, OAuth, e-Factura) and BNR on {server.url}")
         definitions = defs()
         jobs = [definitions.resolve_job_def(name) for name in DAILY_JOBS]
         # The seeder's last day: yesterday in Bucharest (not the machine's date: near midnight
@@ -123,6 +137,9 @@ def _summary(database: Path) -> None:
             FROM efactura_documents GROUP BY partition_date ORDER BY partition_date
             """
         ).fetchall()
+        filed = connection.execute(
+            "SELECT provider, state, count(*) FROM efactura_submissions GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
         totals = connection.execute(
             "SELECT table_name, estimated_size FROM duckdb_tables() ORDER BY table_name"
         ).fetchall()
@@ -140,6 +157,11 @@ def _summary(database: Path) -> None:
         )
     )
     print("  held/blocked documents and what to fix: SELECT * FROM v_documents_to_fix")
+    print(
+        "Filed: "
+        + (", ".join(f"{n} {state} ({provider})" for provider, state, n in filed) or "nothing")
+        + "   (per document: SELECT * FROM v_invoice_status)"
+    )
     print()
     print("Tables: " + ", ".join(f"{name} ({count})" for name, count in totals))
     print(f"DuckDB file: {database}")

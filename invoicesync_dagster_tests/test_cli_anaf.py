@@ -198,3 +198,17 @@ def test_an_http_callback_is_refused_with_the_setting_named(
     monkeypatch.setenv("ANAF_REDIRECT_URI", "http://localhost:8080/cb")
     code, out = invoke("anaf", "login", "--code", "x")
     assert code == 1 and "ANAF_REDIRECT_URI" in out and "https://" in out
+
+
+def test_sandbox_login_stores_tokens_without_a_certificate(
+    fake: AnafOAuthFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, output = invoke("sandbox", "anaf-login")
+    assert code == 0, output
+    assert "Logged in to the sandbox's ANAF" in output
+    assert store_path(tmp_path).stat().st_mode & 0o777 == 0o600
+    assert SANDBOX_CLIENT.client_secret not in output
+
+    monkeypatch.setenv("ANAF_OAUTH_BASE", "https://logincert.anaf.ro")
+    code, output = invoke("sandbox", "anaf-login")
+    assert code == 1 and "not the local sandbox" in output

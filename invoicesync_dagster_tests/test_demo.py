@@ -42,11 +42,18 @@ def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
             "ON c.id = i.customer WHERE c.id IS NULL"
         ).fetchone()
         ready, unnumbered = connection.execute(  # type: ignore[misc]
-            "SELECT count(*) FILTER (WHERE status = 'ready' AND invoice_number IS NOT NULL), "
-            "count(*) FILTER (WHERE status = 'ready' AND invoice_number IS NULL) "
+            "SELECT count(*) FILTER (WHERE status = 'submitted' AND invoice_number IS NOT NULL), "
+            "count(*) FILTER (WHERE xml IS NOT NULL AND invoice_number IS NULL) "
             "FROM efactura_documents"
         ).fetchone()
+        (documents, filed) = connection.execute(  # type: ignore[misc]
+            "SELECT (SELECT count(*) FROM efactura_documents WHERE xml IS NOT NULL), "
+            "(SELECT count(DISTINCT document_id) FROM efactura_submissions "
+            "WHERE provider = 'anaf' AND state = 'sent' AND upload_index IS NOT NULL)"
+        ).fetchone()
     assert ready > 0 and unnumbered == 0
+    assert filed == documents  # every numbered document went to ANAF's sandbox, once
+    assert "Filed: " in done.stdout
     assert "v_documents_to_fix" in done.stdout and "invoicesync export" in done.stdout
     assert days == (3,)
     assert orphans == (0,)  # every invoice's buyer was fetched

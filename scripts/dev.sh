@@ -15,9 +15,14 @@ set -a; source sandbox.dotenv; set +a
 export STRIPE_API_BASE="http://127.0.0.1:$SANDBOX_PORT"
 export ANAF_PUBLIC_API_BASE="http://127.0.0.1:$SANDBOX_PORT"
 export BNR_RATES_URL="http://127.0.0.1:$SANDBOX_PORT/bnr/nbrfxrates.xml"
+export ANAF_API_BASE="http://127.0.0.1:$SANDBOX_PORT"
+export ANAF_OAUTH_BASE="http://127.0.0.1:$SANDBOX_PORT"
+export SMARTBILL_API_BASE="http://127.0.0.1:$SANDBOX_PORT"
 # setsid + group kill: a background process started from a script ignores SIGINT otherwise.
 setsid "$BIN/invoicesync" sandbox serve --port "$SANDBOX_PORT" --stripe-fixtures "$fixtures" &
 sandbox_pid=$!
 trap 'kill -- -"$sandbox_pid" 2>/dev/null || true' EXIT
+# The sandbox's ANAF OAuth approves at once: log in (tokens in $INVOICESYNC_HOME, mode 0600).
+for _ in $(seq 50); do "$BIN/invoicesync" sandbox anaf-login 2>/dev/null && break; sleep 0.2; done
 echo "Dagster UI: http://127.0.0.1:3000   (Ctrl-C to stop)"
 "$BIN/dagster" dev -w workspace.yaml -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"

@@ -52,6 +52,8 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode
 
@@ -312,3 +314,28 @@ def _b64(data: str | bytes) -> str:
 
 def _error(status: int, error: str, description: str) -> Response:
     return Response.json(status, {"error": error, "error_description": description})
+
+
+def sandbox_login(oauth_base: str, client: RegisteredClient, store_path: Path) -> datetime:
+    """Log in to this fake as a person with the certificate would, without one (it approves at
+    once), and store the tokens where `invoicesync anaf login` does. Loopback only. Returns the
+    refresh token's expiry."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import httpx
+
+    from invoicesync_dagster.clients.anaf.oauth import AnafOAuthClient, TokenStore
+
+    if urlsplit(oauth_base).hostname not in ("127.0.0.1", "localhost"):
+        raise ValueError(
+            f"{oauth_base} is not the local sandbox: a real ANAF login needs the company's "
+            "certificate in a browser (`invoicesync anaf login`)"
+        )
+    oauth = AnafOAuthClient(oauth_base, client.client_id, client.client_secret, client.redirect_uri)
+    answer = httpx.get(oauth.authorize_url("sandbox"), follow_redirects=False, timeout=10)
+    code = parse_qs(urlsplit(answer.headers.get("location", "")).query).get("code", [""])[0]
+    if not code:
+        raise ValueError(f"the sandbox's authorize answered {answer.status_code} without a code")
+    pair = oauth.exchange_code(code)
+    TokenStore(store_path).save(pair)
+    return pair.refresh_expires_at
