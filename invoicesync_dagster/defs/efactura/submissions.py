@@ -26,6 +26,7 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from invoicesync_dagster.clients.anaf.efactura import (
     AnafAuthError,
@@ -47,6 +48,11 @@ class SubmissionConfig(dg.Config):
     # How long an upload with a lost answer may stay unmatched in ANAF's list before it is
     # declared not received and sent again.
     reconcile_grace_minutes: int = 360
+    # Only these sources (`invoicesync process --type`): stripe_invoice (with the credit notes
+    # of invoices), stripe_charge (with their refunds); empty: all.
+    source_types: list[str] = Field(default_factory=list)
+    # Only these documents (`invoicesync process-one`); empty: all of the day.
+    document_ids: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ def efactura_submissions(
             metadata={"skipped": "ANAF_ENABLED is false: nothing is filed with ANAF"}
         )
     with warehouse.connect() as connection:
-        filings = _filings(connection, day)
+        filings = _filings(connection, day, config)
         history = submissions.attempts(connection, [f.document_id for f in filings], PROVIDER)
         started = _started(connection, [f.document_id for f in filings])
     steps = {f.document_id: decide(history.get(f.document_id, []), f.xml_sha256) for f in filings}
@@ -153,21 +159,32 @@ def efactura_submissions(
     )
 
 
-def _filings(connection: duckdb.DuckDBPyConnection, day: date) -> list[_Filing]:
+def _filings(
+    connection: duckdb.DuckDBPyConnection, day: date, config: SubmissionConfig
+) -> list[_Filing]:
     rows = connection.execute(
         """
         SELECT document_id, invoice_number, kind, issue_date, xml, xml_sha256,
                document->'buyer'->'address'->>'country', document->'buyer'->>'tax_registration_id',
-               document->'buyer'->>'vat_id'
+               document->'buyer'->>'vat_id', source_type, corrects
         FROM efactura_documents
         WHERE partition_date = ? AND xml IS NOT NULL AND status NOT IN ('held', 'blocked')
         ORDER BY number
         """,
         [day],
     ).fetchall()
-    return [
-        _Filing(row[0], row[1], row[2], row[3], row[4].encode("utf-8"), *row[5:]) for row in rows
-    ]
+    wanted_types = set(config.source_types)
+    wanted_ids = set(config.document_ids)
+    filings = []
+    for row in rows:
+        # A credit note follows the kind of what it corrects (stripe_invoice:… or stripe_charge:…).
+        family = (row[10] or "").partition(":")[0] or row[9]
+        if wanted_types and family not in wanted_types:
+            continue
+        if wanted_ids and row[0] not in wanted_ids:
+            continue
+        filings.append(_Filing(row[0], row[1], row[2], row[3], row[4].encode("utf-8"), *row[5:9]))
+    return filings
 
 
 def _started(connection: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, datetime]:
