@@ -18,6 +18,7 @@ from invoicesync_dagster.clients.anaf.efactura import EfacturaClient
 from invoicesync_dagster.clients.anaf.oauth import AnafOAuthClient, TokenProvider, TokenStore
 from invoicesync_dagster.clients.anaf_registry import AnafRegistryClient
 from invoicesync_dagster.clients.bnr import BnrClient
+from invoicesync_dagster.clients.smartbill import SmartBillClient
 from invoicesync_dagster.clients.stripe import StripeReader
 from invoicesync_dagster.efactura.from_stripe import DocumentPolicy, NonEuTreatment
 from invoicesync_dagster.efactura.mappings import Mappings, parse_mappings
@@ -162,6 +163,28 @@ class AnafResource(dg.ConfigurableResource):
         return load_settings(need=["company"]).company_cui or ""
 
 
+class SmartBillResource(dg.ConfigurableResource):
+    """SmartBill Cloud: the account of SMARTBILL_USERNAME / SMARTBILL_TOKEN for COMPANY_CUI."""
+
+    api_base: str | None = None  # default SMARTBILL_API_BASE
+    timeout_s: float = 60.0
+
+    def client(self) -> SmartBillClient:
+        settings = load_settings(need=["smartbill", "company"])
+        assert settings.smartbill_token is not None  # checked by load_settings
+        return SmartBillClient(
+            self.api_base or settings.smartbill_api_base,
+            settings.smartbill_username or "",
+            settings.smartbill_token,
+            settings.company_cui or "",
+            timeout_s=self.timeout_s,
+        )
+
+    @property
+    def series(self) -> str:
+        return load_settings(need=["smartbill"]).smartbill_series or ""
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
@@ -173,5 +196,6 @@ def resources() -> dg.Definitions:
             "bnr": BnrResource(),
             "company": CompanyResource(),
             "anaf": AnafResource(),
+            "smartbill": SmartBillResource(),
         }
     )

@@ -141,7 +141,8 @@ class SandboxServer:
             self.clock, registry=self.registry, token_check=self.anaf_oauth.is_valid_access_token
         )
         self.mount(self.anaf_efactura)
-        self.smartbill = SmartBillFake(self.clock)
+        # The account sandbox.dotenv names (the demo company, series FCT).
+        self.smartbill = SmartBillFake(self.clock, company_cif="RO4221306")
         self.mount(self.smartbill)
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None

@@ -18,6 +18,12 @@ class ArchiveConflict(RuntimeError):
     """A file of that name already holds other bytes; nothing was overwritten."""
 
 
+def answer_stem(invoice_number: str, upload_index: str) -> str:
+    """The file name, without extension, of ANAF's answers to one upload: `INV-2026-000123_5001`."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "-", invoice_number).strip(".-") or "document"
+    return f"{safe}_{upload_index}"
+
+
 def archive_path(root: Path, issued: date, name: str) -> Path:
     if not _NAME.match(name) or ".." in name:
         raise ValueError(f"archive file name {name!r} must be letters, digits, '.', '_' or '-'")

@@ -43,14 +43,19 @@ def begin(
     attempt: int,
     invoice_number: str,
     xml_sha256: str | None,
+    expected_reference: str | None = None,
 ) -> None:
-    """Record attempt `attempt` as `sending`, committed, before anything is sent."""
+    """Record attempt `attempt` as `sending`, committed, before anything is sent.
+    `expected_reference`: what the provider is expected to call it (SmartBill's next number in
+    the series), kept in `upload_index` until the provider answers, for reconciliation."""
     try:
         connection.execute(
             "INSERT INTO efactura_submissions (document_id, provider, attempt, invoice_number, "
-            "xml_sha256, state, errors, created_at) VALUES (?, ?, ?, ?, ?, 'sending', '[]', ?)",
-            [document_id, provider, attempt, invoice_number, xml_sha256, datetime.now(UTC)],
-        )
+            "xml_sha256, state, upload_index, errors, created_at) "
+            "VALUES (?, ?, ?, ?, ?, 'sending', ?, '[]', ?)",
+            [document_id, provider, attempt, invoice_number, xml_sha256, expected_reference,
+             datetime.now(UTC)],
+        )  # fmt: skip
     except duckdb.ConstraintException as error:
         raise AttemptConflict(
             f"{document_id}: attempt {attempt} with {provider} is already recorded; another run "
@@ -90,6 +95,19 @@ def mark_sent(
         "state = 'sent', upload_index = ?, sent_at = ?",
         [upload_index, datetime.now(UTC)],
     )
+
+
+def reference(
+    connection: duckdb.DuckDBPyConnection, document_id: str, provider: str, attempt: int
+) -> str | None:
+    """The attempt's `upload_index` (for a `sending`/`unknown` SmartBill attempt: the number it
+    was expected to get)."""
+    row = connection.execute(
+        "SELECT upload_index FROM efactura_submissions WHERE document_id = ? AND provider = ? "
+        "AND attempt = ?",
+        [document_id, provider, attempt],
+    ).fetchone()
+    return row[0] if row else None
 
 
 def mark_unknown(

@@ -16,6 +16,7 @@ from invoicesync_dagster.defs.resources import (
     BnrResource,
     CompanyResource,
     CustomerMappingsResource,
+    SmartBillResource,
     StripeResource,
     WarehouseResource,
 )
@@ -49,6 +50,7 @@ def materialize(
         instance: dg.DagsterInstance | None = None,
         company: CompanyResource | None = None,
         anaf: AnafResource | None = None,
+        smartbill: SmartBillResource | None = None,
         run_config: dict[str, Any] | None = None,
     ) -> dg.ExecuteInProcessResult:
         return dg.materialize(
@@ -61,6 +63,7 @@ def materialize(
                 "customer_mappings": CustomerMappingsResource(path=str(tmp_path / "customers.csv")),
                 "bnr": BnrResource(rates_url=f"{sandbox.url}/bnr/nbrfxrates.xml"),
                 "company": company or CompanyResource(),
+                "smartbill": smartbill or SmartBillResource(api_base=sandbox.url),
                 "anaf": anaf
                 or AnafResource(
                     api_base=sandbox.url,

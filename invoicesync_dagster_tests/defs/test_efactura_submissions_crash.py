@@ -31,7 +31,7 @@ FILER = """
 import sys
 import dagster as dg
 from invoicesync_dagster.defs.efactura.submissions import efactura_submissions
-from invoicesync_dagster.defs.resources import AnafResource, WarehouseResource
+from invoicesync_dagster.defs.resources import AnafResource, SmartBillResource, WarehouseResource
 url, database, partition = sys.argv[1:4]
 dg.materialize(
     [efactura_submissions],
@@ -39,6 +39,7 @@ dg.materialize(
     resources={
         "warehouse": WarehouseResource(database=database),
         "anaf": AnafResource(api_base=url, public_base=url, oauth_base=url, staging=True),
+        "smartbill": SmartBillResource(api_base=url),
     },
 )
 """

@@ -722,6 +722,13 @@ def _parse_download(response: httpx.Response, what: str, download_id: str) -> Do
         if payload.get("eroare"):
             raise _error_from_messages(what, [str(payload["eroare"])], expired_is_terminal=True)
         raise AnafUnexpectedResponse(f"{what}: neither a zip nor an error: {_snippet(response)}")
+    return read_answer(content, download_id, what=what)
+
+
+def read_answer(
+    content: bytes, download_id: str, *, what: str = "archived answer"
+) -> DownloadedZip:
+    """A `descarcare` zip from its bytes (e.g. the archived copy), with a download's checks."""
     try:
         members = read_zip(content)
     except AnafUnexpectedResponse as error:

@@ -35,11 +35,23 @@ from invoicesync_dagster.clients.anaf.efactura import (
     AnafUploadOutcomeUnknown,
     EfacturaClient,
 )
+from invoicesync_dagster.clients.smartbill import (
+    SmartBillAuthError,
+    SmartBillClient,
+    SmartBillError,
+    SmartBillOutcomeUnknown,
+    SmartBillRateLimited,
+)
 from invoicesync_dagster.defs.partitions import daily_partitions, partition_day
-from invoicesync_dagster.defs.resources import AnafResource, WarehouseResource
+from invoicesync_dagster.defs.resources import (
+    AnafResource,
+    SmartBillResource,
+    WarehouseResource,
+)
+from invoicesync_dagster.efactura.model import Document
 from invoicesync_dagster.efactura.submission import Attempt, NextStep, decide
 from invoicesync_dagster.settings import load_settings
-from invoicesync_dagster.warehouse import submissions
+from invoicesync_dagster.warehouse import archive, submissions
 
 PROVIDER = "anaf"
 
@@ -66,6 +78,7 @@ class _Filing:
     buyer_country: str | None
     buyer_tax_id: str | None
     buyer_vat_id: str | None
+    document_json: str
 
     @property
     def standard(self) -> str:
@@ -99,17 +112,25 @@ def efactura_submissions(
     config: SubmissionConfig,
     warehouse: WarehouseResource,
     anaf: AnafResource,
+    smartbill: SmartBillResource,
 ) -> dg.MaterializeResult:
     day = partition_day(context.partition_time_window)
     settings = load_settings()
+    if settings.anaf_enabled and settings.smartbill_enabled:
+        raise dg.Failure(
+            description="ANAF_ENABLED and SMARTBILL_ENABLED are both true: SmartBill files its "
+            "invoices with ANAF itself, so every document would reach ANAF twice. Enable one."
+        )
+    if settings.smartbill_enabled:
+        return _file_with_smartbill(context, config, warehouse, smartbill, day)
     if not settings.anaf_enabled:
         return dg.MaterializeResult(
-            metadata={"skipped": "ANAF_ENABLED is false: nothing is filed with ANAF"}
+            metadata={"skipped": "ANAF_ENABLED and SMARTBILL_ENABLED are false: nothing is filed"}
         )
     with warehouse.connect() as connection:
         filings = _filings(connection, day, config)
         history = submissions.attempts(connection, [f.document_id for f in filings], PROVIDER)
-        started = _started(connection, [f.document_id for f in filings])
+        started = _started(connection, [f.document_id for f in filings], PROVIDER)
     steps = {f.document_id: decide(history.get(f.document_id, []), f.xml_sha256) for f in filings}
     cif = anaf.company_cif
     uploads: list[dict[str, Any]] = []
@@ -166,7 +187,7 @@ def _filings(
         """
         SELECT document_id, invoice_number, kind, issue_date, xml, xml_sha256,
                document->'buyer'->'address'->>'country', document->'buyer'->>'tax_registration_id',
-               document->'buyer'->>'vat_id', source_type, corrects
+               document->'buyer'->>'vat_id', source_type, corrects, document
         FROM efactura_documents
         WHERE partition_date = ? AND xml IS NOT NULL AND status NOT IN ('held', 'blocked')
         ORDER BY number
@@ -183,16 +204,20 @@ def _filings(
             continue
         if wanted_ids and row[0] not in wanted_ids:
             continue
-        filings.append(_Filing(row[0], row[1], row[2], row[3], row[4].encode("utf-8"), *row[5:9]))
+        filings.append(
+            _Filing(row[0], row[1], row[2], row[3], row[4].encode("utf-8"), *row[5:9], row[11])
+        )
     return filings
 
 
-def _started(connection: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, datetime]:
+def _started(
+    connection: duckdb.DuckDBPyConnection, ids: Sequence[str], provider: str
+) -> dict[str, datetime]:
     """When each document's last attempt was recorded."""
     rows = connection.execute(
         "SELECT document_id, max(created_at) FROM efactura_submissions WHERE provider = ? "
         "AND document_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
-        [PROVIDER, sorted(ids)],
+        [provider, sorted(ids)],
     ).fetchall()
     return dict(rows)
 
@@ -261,7 +286,8 @@ def _reconcile(
         known = {
             row[0]
             for row in connection.execute(
-                "SELECT upload_index FROM efactura_submissions WHERE upload_index IS NOT NULL"
+                "SELECT upload_index FROM efactura_submissions "
+                "WHERE provider = 'anaf' AND upload_index IS NOT NULL"
             ).fetchall()
         }
     now = datetime.now(UTC)
@@ -280,6 +306,13 @@ def _reconcile(
         if filing is None:
             continue
         attempt = history[filing.document_id][-1].attempt
+        # Kept where the status job looks first: it need not download the answer again.
+        archive.store(
+            load_settings().invoicesync_home,
+            filing.issue_date,
+            f"{archive.answer_stem(filing.invoice_number, message.upload_index)}.zip",
+            answer.content,
+        )
         with warehouse.connect() as connection:
             submissions.mark_sent(
                 connection, filing.document_id, PROVIDER, attempt, message.upload_index
@@ -306,3 +339,142 @@ def _reconcile(
             "grace period; the next run sends it again"
         )
     return found
+
+
+# -- SmartBill ------------------------------------------------------------------------------------
+# SmartBill issues the invoice in its own series (SMARTBILL_SERIES, its own numbers; ours is in
+# the observations) and files it with ANAF itself: created is final for us. Before each create
+# the number SmartBill will give is recorded; an answer lost on the way back is reconciled by
+# asking whether that number now exists with our total.
+
+
+def _file_with_smartbill(
+    context: dg.AssetExecutionContext,
+    config: SubmissionConfig,
+    warehouse: WarehouseResource,
+    smartbill: SmartBillResource,
+    day: date,
+) -> dg.MaterializeResult:
+    provider = "smartbill"
+    with warehouse.connect() as connection:
+        filings = _filings(connection, day, config)
+        history = submissions.attempts(connection, [f.document_id for f in filings], provider)
+    series = smartbill.series
+    outcome: Counter[str] = Counter()
+    created: list[str] = []
+    stop_reason = None
+    with smartbill.client() as client:
+        for filing in filings:
+            attempts = history.get(filing.document_id, [])
+            decision = decide(attempts, filing.xml_sha256)
+            outcome[decision.step.value] += 1
+            if stop_reason:
+                continue
+            try:
+                if decision.step is NextStep.RECONCILE:
+                    name = _reconcile_smartbill(client, warehouse, filing, attempts[-1], series)
+                    if name:
+                        created.append(name)
+                        outcome["reconciled"] += 1
+                elif decision.step is NextStep.SEND:
+                    created.append(
+                        _create(client, warehouse, filing, decision.next_attempt, series)
+                    )
+                    outcome["created"] += 1
+            except SmartBillOutcomeUnknown:
+                outcome["unknown"] += 1
+                context.log.warning(
+                    f"{filing.invoice_number}: SmartBill's answer was lost; the next run checks "
+                    "whether it created the invoice before creating anything again"
+                )
+            except (SmartBillAuthError, SmartBillRateLimited) as error:
+                stop_reason = str(error)
+                outcome["refused"] += 1
+            except SmartBillError as error:
+                outcome["refused"] += 1
+                context.log.error(f"{filing.invoice_number}: SmartBill refused it: {error}")
+    if stop_reason:
+        context.log.error(f"filing stopped for this run: {stop_reason}")
+    return dg.MaterializeResult(
+        metadata={
+            "smartbill_invoices": dg.MetadataValue.json(created),
+            "created": outcome["created"],
+            "reconciled": outcome["reconciled"],
+            "answer_lost": outcome["unknown"],
+            "refused": outcome["refused"],
+            "already_created": outcome[NextStep.DONE.value],
+            "stopped": stop_reason or "",
+        }
+    )
+
+
+def _create(
+    client: SmartBillClient,
+    warehouse: WarehouseResource,
+    filing: _Filing,
+    attempt: int,
+    series: str,
+) -> str:
+    document = Document.model_validate_json(filing.document_json)
+    expected = f"{series}{client.next_number(series)}"
+    with warehouse.connect() as connection:
+        submissions.begin(
+            connection, filing.document_id, "smartbill", attempt, filing.invoice_number,
+            filing.xml_sha256, expected_reference=expected,
+        )  # fmt: skip
+        _set_status(connection, filing.document_id, "submitting")
+    try:
+        invoice = client.create_invoice(document, series)
+    except SmartBillOutcomeUnknown as error:
+        with warehouse.connect() as connection:
+            submissions.mark_unknown(connection, filing.document_id, "smartbill", attempt,
+                                     str(error))  # fmt: skip
+        raise
+    except SmartBillError as error:
+        with warehouse.connect() as connection:
+            submissions.mark_failed(connection, filing.document_id, "smartbill", attempt,
+                                    [str(error)])  # fmt: skip
+            _set_status(connection, filing.document_id, "ready")
+        raise
+    _created(warehouse, filing, attempt, invoice.name)
+    return invoice.name
+
+
+def _created(warehouse: WarehouseResource, filing: _Filing, attempt: int, name: str) -> None:
+    with warehouse.connect() as connection:
+        submissions.mark_sent(connection, filing.document_id, "smartbill", attempt, name)
+        submissions.mark_final(connection, filing.document_id, "smartbill", attempt, accepted=True)
+        _set_status(connection, filing.document_id, "accepted")
+
+
+def _reconcile_smartbill(
+    client: SmartBillClient,
+    warehouse: WarehouseResource,
+    filing: _Filing,
+    last: Attempt,
+    series: str,
+) -> str | None:
+    with warehouse.connect() as connection:
+        expected = submissions.reference(connection, filing.document_id, "smartbill", last.attempt)
+    number = (expected or "").removeprefix(series)
+    upcoming = client.next_number(series)
+    if not number or int(upcoming) <= int(number):
+        # SmartBill has not issued that number: the create never happened.
+        with warehouse.connect() as connection:
+            submissions.mark_failed(
+                connection, filing.document_id, "smartbill", last.attempt,
+                [f"SmartBill never issued {expected}: not created, created again next run"],
+            )  # fmt: skip
+            _set_status(connection, filing.document_id, "ready")
+        return None
+    document = Document.model_validate_json(filing.document_json)
+    total = document.totals.tax_inclusive_total + document.totals.rounding_amount
+    status = client.payment_status(series, number)
+    if status.total != total:
+        raise SmartBillError(
+            f"SmartBill issued {expected} while the answer to {filing.invoice_number} was lost, "
+            f"but for {status.total} instead of {total}: check that invoice in SmartBill by "
+            "hand before anything is created again (the attempt stays unknown)"
+        )
+    _created(warehouse, filing, last.attempt, expected or "")
+    return expected
