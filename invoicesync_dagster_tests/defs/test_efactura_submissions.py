@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from invoicesync_dagster.clients.anaf.oauth import AnafOAuthClient, TokenStore
+from invoicesync_dagster.defs.efactura.status import efactura_status_job, run_config_for
 from invoicesync_dagster.defs.efactura.submissions import efactura_submissions
-from invoicesync_dagster.defs.resources import AnafResource
+from invoicesync_dagster.defs.resources import AnafResource, WarehouseResource
 from invoicesync_dagster.sandbox.anaf_oauth_fake import SANDBOX_CLIENT
 from invoicesync_dagster.sandbox.server import SandboxServer
 from invoicesync_dagster_tests.defs.test_efactura_documents import DAY_ASSETS, STRIPE, Day
@@ -143,3 +144,42 @@ def test_nothing_is_filed_while_anaf_is_disabled(
     (event,) = result.asset_materializations_for_node("efactura_submissions")
     assert "ANAF_ENABLED" in str(event.metadata["skipped"].value)
     assert sandbox.anaf_efactura.ledger_entries() == []
+
+
+def test_a_rejected_document_keeps_its_errors_and_is_sent_again_with_its_number(
+    materialize: Materialize, sandbox: SandboxServer, anaf_ready: Path, tmp_path: Path
+) -> None:
+    day_of_documents(Day(sandbox), materialize, count=1)
+    fake = sandbox.anaf_efactura
+    fake.known_sellers = {"1"}  # ANAF does not know our seller yet: nok (R6.1)
+    database = tmp_path / "w.duckdb"
+    resources = {
+        "warehouse": WarehouseResource(database=str(database)),
+        "anaf": AnafResource(api_base=sandbox.url, public_base=sandbox.url,
+                             oauth_base=sandbox.url, staging=True),
+    }  # fmt: skip
+
+    def follow(sent: list[dict[str, Any]]) -> None:
+        sandbox.clock.set(sandbox.clock.now() + 600)  # ANAF has processed them
+        run = efactura_status_job.execute_in_process(
+            run_config=run_config_for(sent, render_pdf=False), resources=resources
+        )
+        assert run.success
+
+    first = materialize(SUBMIT)
+    follow(uploads(first))
+    ((state, errors),) = rows(database, "SELECT state, errors FROM efactura_submissions")
+    assert state == "rejected" and "R6.1" in errors
+    assert rows(database, "SELECT status FROM efactura_documents") == [("rejected",)]
+    assert uploads(materialize(SUBMIT)) == []  # unchanged: not sent again by itself
+
+    fake.known_sellers = None  # the seller's registration was fixed at ANAF
+    again = {"ops": {"efactura_submissions": {"config": {"resend_rejected": True}}}}
+    second = materialize(SUBMIT, run_config=again)
+    follow(uploads(second))
+    assert rows(database, "SELECT attempt, state FROM efactura_submissions ORDER BY 1") == [
+        (1, "rejected"), (2, "accepted"),
+    ]  # fmt: skip
+    ledger = fake.ledger_entries()
+    assert len(ledger) == 2 and len({e["invoice_number"] for e in ledger}) == 1  # same number
+    assert rows(database, "SELECT status FROM efactura_documents") == [("accepted",)]

@@ -49,7 +49,7 @@ from invoicesync_dagster.defs.resources import (
     WarehouseResource,
 )
 from invoicesync_dagster.efactura.model import Document
-from invoicesync_dagster.efactura.submission import Attempt, NextStep, decide
+from invoicesync_dagster.efactura.submission import Attempt, Decision, NextStep, decide
 from invoicesync_dagster.settings import load_settings
 from invoicesync_dagster.warehouse import archive, submissions
 
@@ -65,6 +65,9 @@ class SubmissionConfig(dg.Config):
     source_types: list[str] = Field(default_factory=list)
     # Only these documents (`invoicesync process-one`); empty: all of the day.
     document_ids: list[str] = Field(default_factory=list)
+    # Send rejected documents again even though their XML did not change (what ANAF objected to
+    # was fixed elsewhere, e.g. the seller's registration); same number, a new attempt.
+    resend_rejected: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ def efactura_submissions(
         filings = _filings(connection, day, config)
         history = submissions.attempts(connection, [f.document_id for f in filings], PROVIDER)
         started = _started(connection, [f.document_id for f in filings], PROVIDER)
-    steps = {f.document_id: decide(history.get(f.document_id, []), f.xml_sha256) for f in filings}
+    steps = {f.document_id: _decide(history.get(f.document_id, []), f, config) for f in filings}
     cif = anaf.company_cif
     uploads: list[dict[str, Any]] = []
     outcome: Counter[str] = Counter()
@@ -178,6 +181,13 @@ def efactura_submissions(
             "stopped": stop_reason or "",
         }
     )
+
+
+def _decide(attempts: Sequence[Attempt], filing: _Filing, config: SubmissionConfig) -> Decision:
+    decision = decide(attempts, filing.xml_sha256)
+    if decision.step is NextStep.FIX and config.resend_rejected:
+        return Decision(NextStep.SEND, "rejected; sent again on request", decision.next_attempt)
+    return decision
 
 
 def _filings(
@@ -366,7 +376,7 @@ def _file_with_smartbill(
     with smartbill.client() as client:
         for filing in filings:
             attempts = history.get(filing.document_id, [])
-            decision = decide(attempts, filing.xml_sha256)
+            decision = _decide(attempts, filing, config)
             outcome[decision.step.value] += 1
             if stop_reason:
                 continue
