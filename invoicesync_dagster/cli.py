@@ -961,5 +961,9 @@ def doctor() -> None:
         raise SystemExit(1)
 
 
+# process, process-one, status, download and providers live in cli_filing.py, which adds them to
+# `cli` when imported (it needs the helpers above, so it comes last).
+import invoicesync_dagster.cli_filing  # noqa: E402, F401
+
 if __name__ == "__main__":
     main()

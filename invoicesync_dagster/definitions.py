@@ -6,14 +6,14 @@ and steps do not pay a subprocess start each (DAGSTER-NOTES §1.12).
 
 from __future__ import annotations
 
-import dagster as dg
+from pathlib import Path
 
-import invoicesync_dagster.defs
+import dagster as dg
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions.merge(
-        dg.components.load_defs(invoicesync_dagster.defs),
+        dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
         dg.Definitions(executor=dg.in_process_executor),
     )

@@ -169,7 +169,9 @@ def efactura_documents(
         ]
         before = stored.numbered_documents(connection, day)
         stored.replace_documents(connection, day, rows)
-        later = _numbered_later(connection, policy.series, day)
+        # Only a day that numbers documents now can put numbers out of date order.
+        newly = [r for r in rows if r["invoice_number"] and r["document_id"] not in before]
+        later = _numbered_later(connection, policy.series, day) if newly else []
     gone = {
         k: n
         for k, n in before.items()
