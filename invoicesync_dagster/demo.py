@@ -128,8 +128,8 @@ def _summary(database: Path) -> None:
         documents = connection.execute(
             """
             SELECT partition_date AS day,
-                   count(*) FILTER (WHERE status = 'ready' AND kind = 'invoice') AS invoices,
-                   count(*) FILTER (WHERE status = 'ready' AND kind = 'credit_note')
+                   count(*) FILTER (WHERE number IS NOT NULL AND kind = 'invoice') AS invoices,
+                   count(*) FILTER (WHERE number IS NOT NULL AND kind = 'credit_note')
                        AS credit_notes,
                    count(*) FILTER (WHERE status = 'held') AS held,
                    count(*) FILTER (WHERE status = 'blocked') AS blocked,
@@ -140,9 +140,13 @@ def _summary(database: Path) -> None:
         filed = connection.execute(
             "SELECT provider, state, count(*) FROM efactura_submissions GROUP BY ALL ORDER BY ALL"
         ).fetchall()
-        totals = connection.execute(
-            "SELECT table_name, estimated_size FROM duckdb_tables() ORDER BY table_name"
+        names = connection.execute(
+            "SELECT table_name FROM duckdb_tables() ORDER BY table_name"
         ).fetchall()
+        totals = [
+            (name, connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0])  # type: ignore[index]
+            for (name,) in names
+        ]
     print()
     print(tabulate(rows, headers=["day", "invoices", "paid", "currencies", "charges", "refunds"]))
     print()
