@@ -32,3 +32,12 @@ efactura_job = dg.define_asset_job(
     "events, numbered CIUS-RO XML with their checks) and files the ready ones with ANAF when "
     "ANAF_ENABLED. Run it after customer_profiles_job for the same day.",
 )
+
+daily_invoice_job = dg.define_asset_job(
+    "daily_invoice_job",
+    selection=dg.AssetSelection.groups("stripe", "customers", "efactura"),
+    tags=DUCKDB_WRITER,
+    description="One whole day, in order: Stripe → buyer profiles → documents → filing. What the "
+    "02:15 schedule runs for the previous day (Europe/Bucharest), and what a backfill runs per "
+    "day (oldest first, one at a time: the DuckDB writer limit queues the others).",
+)
