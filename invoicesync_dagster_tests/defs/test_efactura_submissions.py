@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,11 +16,18 @@ import httpx
 import pytest
 
 from invoicesync_dagster.clients.anaf.oauth import AnafOAuthClient, TokenStore
+from invoicesync_dagster.defs.efactura.deadlines import (
+    BUCHAREST,
+    open_documents,
+    submission_deadline,
+)
 from invoicesync_dagster.defs.efactura.status import efactura_status_job, run_config_for
 from invoicesync_dagster.defs.efactura.submissions import efactura_submissions
 from invoicesync_dagster.defs.resources import AnafResource, WarehouseResource
+from invoicesync_dagster.efactura.deadlines import Urgency
 from invoicesync_dagster.sandbox.anaf_oauth_fake import SANDBOX_CLIENT
 from invoicesync_dagster.sandbox.server import SandboxServer
+from invoicesync_dagster_tests.defs.buyers import DAY
 from invoicesync_dagster_tests.defs.test_efactura_documents import DAY_ASSETS, STRIPE, Day
 
 Materialize = Callable[..., dg.ExecuteInProcessResult]
@@ -183,3 +191,24 @@ def test_a_rejected_document_keeps_its_errors_and_is_sent_again_with_its_number(
     ledger = fake.ledger_entries()
     assert len(ledger) == 2 and len({e["invoice_number"] for e in ledger}) == 1  # same number
     assert rows(database, "SELECT status FROM efactura_documents") == [("accepted",)]
+
+
+def test_the_deadline_check_flags_documents_anaf_has_not_accepted(
+    materialize: Materialize, sandbox: SandboxServer, anaf_ready: Path, tmp_path: Path
+) -> None:
+    day_of_documents(Day(sandbox), materialize, count=2)
+    result = materialize([efactura_submissions, submission_deadline])
+    (check,) = result.get_asset_check_evaluations()
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as connection:
+        issued_today = open_documents(connection, DAY)
+        a_month_later = open_documents(connection, DAY + timedelta(days=30))
+        now = open_documents(connection, datetime.now(BUCHAREST).date())
+    # Sent, but no status run followed: ANAF has accepted nothing yet.
+    assert len(issued_today) == 2 and {d["urgency"] for d in issued_today} == {Urgency.ON_TIME}
+    assert {d["urgency"] for d in a_month_later} == {Urgency.LATE}
+    late = sum(d["urgency"] is Urgency.LATE for d in now)
+    soon = sum(d["urgency"] is Urgency.DUE_SOON for d in now)
+    assert (check.metadata["late"].value, check.metadata["due_soon"].value) == (late, soon)
+    assert check.passed == (late + soon == 0)
+    expected = dg.AssetCheckSeverity.ERROR if late else dg.AssetCheckSeverity.WARN
+    assert check.severity is expected
