@@ -21,6 +21,12 @@ from invoicesync_dagster.defs.efactura.deadlines import (
     open_documents,
     submission_deadline,
 )
+from invoicesync_dagster.defs.efactura.ledger_checks import (
+    duplicate_submissions,
+    no_duplicate_submissions,
+    numbering_gapless,
+    numbering_problems,
+)
 from invoicesync_dagster.defs.efactura.status import efactura_status_job, run_config_for
 from invoicesync_dagster.defs.efactura.submissions import efactura_submissions
 from invoicesync_dagster.defs.resources import AnafResource, WarehouseResource
@@ -212,3 +218,30 @@ def test_the_deadline_check_flags_documents_anaf_has_not_accepted(
     assert check.passed == (late + soon == 0)
     expected = dg.AssetCheckSeverity.ERROR if late else dg.AssetCheckSeverity.WARN
     assert check.severity is expected
+
+
+def test_the_books_checks_pass_and_name_a_gap_or_a_double_filing(
+    materialize: Materialize, sandbox: SandboxServer, anaf_ready: Path, tmp_path: Path
+) -> None:
+    day_of_documents(Day(sandbox), materialize, count=3)
+    result = materialize([efactura_submissions, numbering_gapless, no_duplicate_submissions])
+    assert {c.check_name: c.passed for c in result.get_asset_check_evaluations()} == {
+        "numbering_gapless": True, "no_duplicate_submissions": True,
+    }  # fmt: skip
+    database = tmp_path / "w.duckdb"
+    with duckdb.connect(str(database)) as connection:
+        # What only a hand edit could do: a number gone, an upload recorded twice.
+        connection.execute("DELETE FROM invoice_number_allocations WHERE number = 2")
+        connection.execute(
+            "INSERT INTO efactura_submissions SELECT document_id, provider, attempt + 1, "
+            "invoice_number, xml_sha256, state, upload_index, download_id, errors, created_at, "
+            "sent_at, final_at, archive_path FROM efactura_submissions ORDER BY document_id LIMIT 1"
+        )
+        missing, orphans = numbering_problems(connection)
+        duplicates = duplicate_submissions(connection)
+    year = DAY.year
+    assert missing == [f"INV-{year}: 2"] and orphans == []
+    assert len(duplicates) == 1 and duplicates[0][1] == "2"
+    result = materialize([efactura_submissions, numbering_gapless, no_duplicate_submissions])
+    failed = {c.check_name for c in result.get_asset_check_evaluations() if not c.passed}
+    assert failed == {"numbering_gapless", "no_duplicate_submissions"}
