@@ -51,8 +51,6 @@ class DayInputs:
     charges: dict[str, dict[str, Any]]
     refunds: dict[str, dict[str, Any]]
     credit_notes: dict[str, dict[str, Any]]
-    invoice_by_payment: dict[str, str]
-    credit_note_refunds: dict[str, str]
 
 
 def _objects(
@@ -92,13 +90,12 @@ def day_inputs(
         charges=charges,
         refunds=refunds,
         credit_notes=notes,
-        invoice_by_payment=_invoice_payments(connection),
-        credit_note_refunds=_credit_note_refunds(connection),
     )
 
 
-def _invoice_payments(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """Payment intent or charge id → invoice id, over every stored invoice."""
+def invoice_payments(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Payment intent or charge id → invoice id, over every stored invoice (a charge or refund
+    of the day may belong to an invoice of any day)."""
     rows = connection.execute(
         """
         SELECT id, p->'payment'->>'payment_intent', p->'payment'->>'charge'
@@ -114,7 +111,8 @@ def _invoice_payments(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return links
 
 
-def _credit_note_refunds(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
+def credit_note_refunds(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Refund id → credit note id, over every stored credit note."""
     rows = connection.execute(
         """
         SELECT id, coalesce(r->>'refund', r->'refund'->>'id')

@@ -12,7 +12,7 @@ the documents' totals with Stripe's.
 """
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -84,13 +84,15 @@ def billable_events(
                 charges=tuple(inputs.charges.values()),
                 refunds=tuple(inputs.refunds.values()),
                 credit_notes=tuple(inputs.credit_notes.values()),
-                invoice_by_payment=inputs.invoice_by_payment,
-                credit_note_refunds=inputs.credit_note_refunds,
+                invoice_by_payment=stored.invoice_payments(connection),
+                credit_note_refunds=stored.credit_note_refunds(connection),
             )
         )
         stored.replace_events(connection, day, events)
     decided = Counter((e.trigger, e.decision.value) for e in events)
-    amounts = _by_currency(e for e in events if e.decision is billable.Decision.DOCUMENT)
+    amounts = _signed_totals(
+        (e.kind, e.currency, e.amount) for e in events if e.decision is billable.Decision.DOCUMENT
+    )
     skipped = [e for e in events if e.decision is billable.Decision.SKIP]
     return dg.MaterializeResult(
         metadata={
@@ -100,7 +102,7 @@ def billable_events(
             "by_trigger": dg.MetadataValue.json(
                 {f"{t} {d}": n for (t, d), n in sorted(decided.items())}
             ),
-            "amounts_to_document": dg.MetadataValue.json(amounts),
+            "amounts_to_document": _json(amounts),
             "skipped_preview": dg.MetadataValue.md(
                 markdown_table(["source", "reason"], [[e.source_key, e.reason] for e in skipped])
             ),
@@ -253,12 +255,16 @@ def _log(
         )
 
 
-def _by_currency(items: Iterator[billable.BillableEvent] | Sequence) -> dict[str, str]:
+def _signed_totals(items: Iterable[tuple[str, str, Decimal]]) -> dict[str, Decimal]:
+    """Per currency, invoices minus credit notes, from (kind, currency, amount)."""
     totals: dict[str, Decimal] = defaultdict(Decimal)
-    for event in items:
-        sign = -1 if event.kind == "credit_note" else 1
-        totals[event.currency] += sign * event.amount
-    return {currency: str(total) for currency, total in sorted(totals.items())}
+    for kind, currency, amount in items:
+        totals[currency] += -amount if kind == "credit_note" else amount
+    return dict(sorted(totals.items()))
+
+
+def _json(totals: Mapping[str, Decimal]) -> dg.MetadataValue:
+    return dg.MetadataValue.json({currency: str(total) for currency, total in totals.items()})
 
 
 def _metadata(
@@ -277,7 +283,9 @@ def _metadata(
         "already_filed": len(frozen),
         "numbers": f"{numbers[0]} .. {numbers[-1]}" if numbers else "none",
         "credit_notes": sum(1 for r in ready if r["kind"] == "credit_note"),
-        "totals_by_currency": dg.MetadataValue.json(_row_totals(ready)),
+        "totals_by_currency": _json(
+            _signed_totals((r["kind"], r["currency"], Decimal(r["total"])) for r in ready)
+        ),
         "preview": dg.MetadataValue.md(
             markdown_table(
                 ["document", "number", "buyer", "currency", "total", "VAT"],
@@ -295,14 +303,6 @@ def _metadata(
             )
         ),
     }
-
-
-def _row_totals(rows: Sequence[dict]) -> dict[str, str]:
-    totals: dict[str, Decimal] = defaultdict(Decimal)
-    for row in rows:
-        sign = -1 if row["kind"] == "credit_note" else 1
-        totals[row["currency"]] += sign * Decimal(row["total"])
-    return {currency: str(total) for currency, total in sorted(totals.items())}
 
 
 def _local_rules_result(outcomes: Sequence[documents.DocumentOutcome]) -> dg.AssetCheckResult:
@@ -329,13 +329,9 @@ def _tie_result(
     events: Sequence[billable.BillableEvent], rows: Sequence[dict]
 ) -> dg.AssetCheckResult:
     built = [r for r in rows if r["total"] is not None]
-    stripe: dict[str, Decimal] = defaultdict(Decimal)
-    ours: dict[str, Decimal] = defaultdict(Decimal)
-    for row in built:
-        sign = -1 if row["kind"] == "credit_note" else 1
-        stripe[row["currency"]] += sign * Decimal(row["stripe_amount"])
-        ours[row["currency"]] += sign * Decimal(row["total"])
-    differences = {c: str(ours[c] - stripe[c]) for c in sorted(stripe) if ours[c] != stripe[c]}
+    stripe = _signed_totals((r["kind"], r["currency"], Decimal(r["stripe_amount"])) for r in built)
+    ours = _signed_totals((r["kind"], r["currency"], Decimal(r["total"])) for r in built)
+    differences = {c: str(ours[c] - stripe[c]) for c in stripe if ours[c] != stripe[c]}
     wanted = {e.source_key for e in events if e.decision is billable.Decision.DOCUMENT}
     missing = sorted(wanted - {r["document_id"] for r in built})
     return dg.AssetCheckResult(
@@ -343,8 +339,8 @@ def _tie_result(
         passed=not differences and not missing,
         severity=dg.AssetCheckSeverity.ERROR if differences else dg.AssetCheckSeverity.WARN,
         metadata={
-            "stripe_totals": dg.MetadataValue.json({c: str(v) for c, v in sorted(stripe.items())}),
-            "document_totals": dg.MetadataValue.json({c: str(v) for c, v in sorted(ours.items())}),
+            "stripe_totals": _json(stripe),
+            "document_totals": _json(ours),
             "differences": dg.MetadataValue.json(differences),
             "sources_without_document": dg.MetadataValue.json(missing[:PREVIEW_ROWS]),
             "sources_without_document_count": len(missing),

@@ -19,10 +19,10 @@ materialization's `anaf_uploads` metadata, which the status sensor reads (it nev
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import duckdb
@@ -54,6 +54,7 @@ from invoicesync_dagster.settings import load_settings
 from invoicesync_dagster.warehouse import archive, submissions
 
 PROVIDER = "anaf"
+T = TypeVar("T")
 
 
 class SubmissionConfig(dg.Config):
@@ -238,6 +239,38 @@ def _set_status(connection: duckdb.DuckDBPyConnection, document_id: str, status:
     )
 
 
+def _attempt(
+    warehouse: WarehouseResource,
+    filing: _Filing,
+    provider: str,
+    attempt: int,
+    send: Callable[[], T],
+    *,
+    lost: type[Exception],
+    refused: type[Exception],
+    expected_reference: str | None = None,
+) -> T:
+    """One attempt of the outbox: recorded (`sending`, the document frozen) and committed before
+    `send` runs; a lost answer left `unknown` to reconcile, a refusal `failed` to send again."""
+    with warehouse.connect() as connection:
+        submissions.begin(
+            connection, filing.document_id, provider, attempt, filing.invoice_number,
+            filing.xml_sha256, expected_reference=expected_reference,
+        )  # fmt: skip
+        _set_status(connection, filing.document_id, "submitting")
+    try:
+        return send()
+    except lost as error:
+        with warehouse.connect() as connection:
+            submissions.mark_unknown(connection, filing.document_id, provider, attempt, str(error))
+        raise
+    except refused as error:
+        with warehouse.connect() as connection:
+            submissions.mark_failed(connection, filing.document_id, provider, attempt, [str(error)])
+            _set_status(connection, filing.document_id, "ready")
+        raise
+
+
 def _send(
     client: EfacturaClient,
     warehouse: WarehouseResource,
@@ -245,25 +278,12 @@ def _send(
     filing: _Filing,
     attempt: int,
 ) -> dict[str, Any]:
-    with warehouse.connect() as connection:
-        submissions.begin(
-            connection, filing.document_id, PROVIDER, attempt, filing.invoice_number,
-            filing.xml_sha256,
-        )  # fmt: skip
-        _set_status(connection, filing.document_id, "submitting")
-    try:
-        receipt = client.upload(
-            filing.xml, cif=cif, standard=filing.standard, b2c=filing.b2c, extern=filing.foreign
-        )
-    except AnafUploadOutcomeUnknown as error:
-        with warehouse.connect() as connection:
-            submissions.mark_unknown(connection, filing.document_id, PROVIDER, attempt, str(error))
-        raise
-    except AnafError as error:
-        with warehouse.connect() as connection:
-            submissions.mark_failed(connection, filing.document_id, PROVIDER, attempt, [str(error)])
-            _set_status(connection, filing.document_id, "ready")
-        raise
+    receipt = _attempt(
+        warehouse, filing, PROVIDER, attempt,
+        lambda: client.upload(filing.xml, cif=cif, standard=filing.standard, b2c=filing.b2c,
+                              extern=filing.foreign),
+        lost=AnafUploadOutcomeUnknown, refused=AnafError,
+    )  # fmt: skip
     with warehouse.connect() as connection:
         submissions.mark_sent(connection, filing.document_id, PROVIDER, attempt, receipt.index)
         _set_status(connection, filing.document_id, "submitted")
@@ -426,26 +446,12 @@ def _create(
     series: str,
 ) -> str:
     document = Document.model_validate_json(filing.document_json)
-    expected = f"{series}{client.next_number(series)}"
-    with warehouse.connect() as connection:
-        submissions.begin(
-            connection, filing.document_id, "smartbill", attempt, filing.invoice_number,
-            filing.xml_sha256, expected_reference=expected,
-        )  # fmt: skip
-        _set_status(connection, filing.document_id, "submitting")
-    try:
-        invoice = client.create_invoice(document, series)
-    except SmartBillOutcomeUnknown as error:
-        with warehouse.connect() as connection:
-            submissions.mark_unknown(connection, filing.document_id, "smartbill", attempt,
-                                     str(error))  # fmt: skip
-        raise
-    except SmartBillError as error:
-        with warehouse.connect() as connection:
-            submissions.mark_failed(connection, filing.document_id, "smartbill", attempt,
-                                    [str(error)])  # fmt: skip
-            _set_status(connection, filing.document_id, "ready")
-        raise
+    invoice = _attempt(
+        warehouse, filing, "smartbill", attempt,
+        lambda: client.create_invoice(document, series),
+        lost=SmartBillOutcomeUnknown, refused=SmartBillError,
+        expected_reference=f"{series}{client.next_number(series)}",
+    )  # fmt: skip
     _created(warehouse, filing, attempt, invoice.name)
     return invoice.name
 
