@@ -30,7 +30,7 @@ def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Synced 3 days" in done.stdout
+    assert "Filed 3 days" in done.stdout
     assert "DuckDB file:" in done.stdout
     database = tmp_path / "home" / "invoicesync.duckdb"
     with duckdb.connect(str(database), read_only=True) as connection:
@@ -42,18 +42,30 @@ def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
             "ON c.id = i.customer WHERE c.id IS NULL"
         ).fetchone()
         ready, unnumbered = connection.execute(  # type: ignore[misc]
-            "SELECT count(*) FILTER (WHERE status = 'submitted' AND invoice_number IS NOT NULL), "
+            "SELECT count(*) FILTER (WHERE status = 'accepted' AND invoice_number IS NOT NULL), "
             "count(*) FILTER (WHERE xml IS NOT NULL AND invoice_number IS NULL) "
             "FROM efactura_documents"
         ).fetchone()
-        (documents, filed) = connection.execute(  # type: ignore[misc]
+        (documents, accepted, rejected, waiting) = connection.execute(  # type: ignore[misc]
             "SELECT (SELECT count(*) FROM efactura_documents WHERE xml IS NOT NULL), "
-            "(SELECT count(DISTINCT document_id) FROM efactura_submissions "
-            "WHERE provider = 'anaf' AND state = 'sent' AND upload_index IS NOT NULL)"
+            "count(*) FILTER (WHERE state = 'accepted'), "
+            "count(*) FILTER (WHERE state = 'rejected'), "
+            "count(*) FILTER (WHERE state NOT IN ('accepted', 'rejected')) "
+            "FROM efactura_submissions WHERE provider = 'anaf'"
         ).fetchone()
+        archived = connection.execute(
+            "SELECT archive_path FROM efactura_submissions WHERE state IN ('accepted', 'rejected')"
+        ).fetchall()
     assert ready > 0 and unnumbered == 0
-    assert filed == documents  # every numbered document went to ANAF's sandbox, once
-    assert "Filed: " in done.stdout
+    # Every numbered document went to the sandbox's ANAF once and its answer was followed to the
+    # end: the refused buyer's documents rejected, the rest accepted, each answer archived.
+    assert accepted + rejected == documents and waiting == 0
+    assert accepted > 0 and rejected > 0
+    assert all(path and (tmp_path / "home" / path).is_file() for (path,) in archived)
+    assert "Rejected by ANAF, for example" in done.stdout
+    assert "R6.2: CIF-ul cumparatorului nu figureaza" in done.stdout
+    assert f"{len(archived)} ANAF zips" in done.stdout
     assert "v_documents_to_fix" in done.stdout and "invoicesync export" in done.stdout
+    assert "make dev" in done.stdout and "duckdb -readonly" in done.stdout
     assert days == (3,)
     assert orphans == (0,)  # every invoice's buyer was fetched
