@@ -41,3 +41,12 @@ daily_invoice_job = dg.define_asset_job(
     "02:15 schedule runs for the previous day (Europe/Bucharest), and what a backfill runs per "
     "day (oldest first, one at a time: the DuckDB writer limit queues the others).",
 )
+
+monthly_reconciliation_job = dg.define_asset_job(
+    "monthly_reconciliation_job",
+    selection=dg.AssetSelection.assets("efactura_reconciliation"),
+    tags=DUCKDB_WRITER,
+    description="One month's ANAF uploads checked against ANAF's message list: missed answers "
+    "recorded, missing archive zips downloaded again, contradictions written to the "
+    "efactura_reconciliation table. What the schedule runs on the 1st for the previous month.",
+)

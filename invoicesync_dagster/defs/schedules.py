@@ -7,11 +7,18 @@ when it starts.
 * `weekly_customer_sync_schedule`, Sunday 03:00: the buyer profiles of the last 7 days again,
   so that a CUI fixed in the mappings CSV or a change in ANAF's registry (VAT status, inactive)
   reaches the profiles before the next documents.
+* `monthly_reconciliation_schedule`, the 1st at 04:00: the previous month's uploads checked
+  against ANAF's message list (defs/efactura/reconciliation.py) while ANAF still keeps them
+  (60 days), after the night's daily run.
 """
 
 import dagster as dg
 
-from invoicesync_dagster.defs.jobs import customer_profiles_job, daily_invoice_job
+from invoicesync_dagster.defs.jobs import (
+    customer_profiles_job,
+    daily_invoice_job,
+    monthly_reconciliation_job,
+)
 from invoicesync_dagster.defs.partitions import daily_partitions
 
 daily_invoice_schedule = dg.build_schedule_from_partitioned_job(
@@ -39,3 +46,15 @@ def weekly_customer_sync_schedule(context: dg.ScheduleEvaluationContext) -> list
     return [
         dg.RunRequest(run_key=f"customers-{key}-{moment:%Y%m%d}", partition_key=key) for key in keys
     ]
+
+
+monthly_reconciliation_schedule = dg.build_schedule_from_partitioned_job(
+    monthly_reconciliation_job,
+    day_of_month=1,
+    hour_of_day=4,
+    minute_of_hour=0,
+    name="monthly_reconciliation_schedule",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="The 1st at 04:00 Europe/Bucharest: the previous month through "
+    "monthly_reconciliation_job (its findings in the efactura_reconciliation table).",
+)

@@ -279,6 +279,25 @@ MIGRATIONS: tuple[str, ...] = (
         FROM efactura_documents AS d LEFT JOIN last USING (document_id)
         ORDER BY d.partition_date, d.invoice_number NULLS LAST, d.document_id;
     """,
+    # 8: what the monthly reconciliation with ANAF's message list found
+    # (warehouse/reconciliation.py, defs/efactura/reconciliation.py); each run of a month
+    # replaces that month's rows. No rows for a month: nothing was found.
+    """
+    CREATE TABLE efactura_reconciliation (
+        month DATE NOT NULL,              -- first day of the reconciled month (issue dates)
+        document_id VARCHAR,              -- NULL for an upload the books do not know
+        invoice_number VARCHAR,
+        upload_index VARCHAR,             -- ANAF index_incarcare
+        our_state VARCHAR,                -- the attempt in efactura_submissions: sent | accepted
+                                          -- | rejected; NULL for an unknown upload
+        anaf_state VARCHAR NOT NULL,      -- ANAF's word: FACTURA TRIMISA | ERORI FACTURA |
+                                          -- not listed | ok | nok | rejected_xml | in_progress
+        finding VARCHAR NOT NULL,         -- the kind, e.g. accepted_but_rejected_at_anaf
+        fix VARCHAR NOT NULL,             -- what was done, or what a person must do
+        repaired BOOLEAN NOT NULL,        -- true: the reconciliation fixed it itself
+        checked_at TIMESTAMPTZ NOT NULL
+    );
+    """,
 )
 
 
