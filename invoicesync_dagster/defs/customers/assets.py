@@ -11,11 +11,8 @@ from collections.abc import Iterator
 import dagster as dg
 
 from invoicesync_dagster.clients.anaf_registry import RegistryError
-from invoicesync_dagster.defs.customers.checks import (
-    CUSTOMER_CHECK_SPECS,
-    evaluate_checks,
-    markdown_table,
-)
+from invoicesync_dagster.defs.customers.checks import CUSTOMER_CHECK_SPECS, evaluate_checks
+from invoicesync_dagster.defs.metadata import markdown_table, table_metadata, warehouse_link
 from invoicesync_dagster.defs.partitions import daily_partitions, partition_day
 from invoicesync_dagster.defs.resources import (
     AnafRegistryResource,
@@ -43,7 +40,9 @@ from invoicesync_dagster.warehouse.registry import cached, lookup_cached
     "day: CUI/CNP/VAT number, legal name and address, classification (ro_company, ro_person, "
     "eu_business, non_eu, unknown), ANAF registry flags (VAT payer, e-Factura, inactive), the "
     "source of each value (mappings CSV > Stripe tax ids > Stripe metadata > ANAF registry) and "
-    "whether the customer's documents may be filed (`submission_blocked`).",
+    "whether the customer's documents may be filed (`submission_blocked`). efactura_documents "
+    "takes each document's buyer (BG-7) from here.",
+    metadata=table_metadata("customer_tax_profiles"),
     group_name="customers",
     kinds={"anaf", "duckdb"},
     owners=["team:billing"],
@@ -125,6 +124,7 @@ def customer_tax_profiles(
             ),
             "customers_not_synced": dg.MetadataValue.json(unsynced),
             "preview": dg.MetadataValue.md(_preview(stored)),
+            **warehouse_link(warehouse.path),
         }
     )
     yield from evaluate_checks(stored, {b.customer_id: b for b in billed})

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import dagster as dg
 
+from invoicesync_dagster.defs.metadata import markdown_table
 from invoicesync_dagster.defs.partitions import daily_partitions
 from invoicesync_dagster.efactura.customers import BuyerProfile
 from invoicesync_dagster.warehouse.customers import BilledCustomer
@@ -18,7 +19,6 @@ ASSET = "customer_tax_profiles"
 MISSING_CUI = "missing_cui"
 INVALID_CUI = "invalid_cui"
 INACTIVE_BUYER = "inactive_buyer"
-_TABLE_ROWS = 50  # the table shows this many customers; `customer_ids` lists them all
 
 with warnings.catch_warnings():
     # Partitioned check specs are Preview in 1.13; without them a result is not tied to its day.
@@ -144,25 +144,3 @@ def _documents(customer: BilledCustomer | None) -> str:
     if customer.charges:
         parts.append(f"{customer.charges} charge{'s' if customer.charges > 1 else ''}")
     return ", ".join(parts)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A markdown table of at most `_TABLE_ROWS` rows, every cell escaped."""
-    if not rows:
-        return "_none_"
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows[:_TABLE_ROWS]),
-    ]
-    if len(rows) > _TABLE_ROWS:
-        lines.append(f"\n… and {len(rows) - _TABLE_ROWS} more")
-    return "\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    """Markdown-safe table cell: names carry `|`, `<`, `*` and `_` ("Cafeneaua <Ceașca>")."""
-    escaped = " ".join(text.split())
-    for char in ("\\", "|", "*", "_", "`", "[", "]"):
-        escaped = escaped.replace(char, "\\" + char)
-    return escaped.replace("<", "&lt;").replace(">", "&gt;")

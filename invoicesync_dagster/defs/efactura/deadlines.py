@@ -8,11 +8,17 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import duckdb
 
-from invoicesync_dagster.defs.customers.checks import markdown_table
+from invoicesync_dagster.defs.metadata import markdown_table
 from invoicesync_dagster.defs.resources import WarehouseResource
 from invoicesync_dagster.efactura.deadlines import Urgency, deadline, urgency
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
+WHAT_TO_DO = (
+    "held or blocked: fix what `SELECT * FROM v_documents_to_fix` says and re-materialize their "
+    "days; rejected: fix what the errors in v_invoice_status say, rebuild the day and file it; "
+    "submitted: ANAF has not answered yet, check that anaf_status_sensor is running. Tell the "
+    "accountant about every late document."
+)
 
 
 def open_documents(connection: duckdb.DuckDBPyConnection, today: date) -> list[dict[str, object]]:
@@ -53,5 +59,6 @@ def submission_deadline(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             "late": len(late),
             "due_soon": len(soon),
             "documents": dg.MetadataValue.md(table),
+            **({"what_to_do": WHAT_TO_DO} if late or soon else {}),
         },
     )

@@ -20,7 +20,12 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from invoicesync_dagster.defs.customers.checks import markdown_table
+from invoicesync_dagster.defs.metadata import (
+    markdown_table,
+    table_metadata,
+    totals_metadata,
+    warehouse_link,
+)
 from invoicesync_dagster.defs.partitions import daily_partitions, partition_day
 from invoicesync_dagster.defs.resources import CompanyResource, WarehouseResource
 from invoicesync_dagster.efactura import billable, documents
@@ -41,12 +46,18 @@ LOCAL_RULES_CHECK = dg.AssetCheckSpec(
     "field and the Stripe object to fix. Fix it in Stripe (or the mappings CSV) and "
     "re-materialize the day: it is then numbered after the day's others.",
 )
+TIE_FIX = (
+    "A difference is a bug in how Stripe's figures become a document: do not file the day, "
+    "compare the `notes` of its documents in efactura_documents with the Stripe objects and "
+    "report it with them. A source without a document is held or blocked: fix it as the "
+    "documents_pass_local_rules or invalid_cui check says, then re-materialize the day."
+)
 TIE_CHECK = dg.AssetCheckSpec(
     "documents_tie_to_stripe",
     asset="efactura_documents",
     description="Per currency, the built documents total exactly what Stripe says for their "
     "sources (ERROR if not: a mapping bug), and every source the day must document has a "
-    "built document (WARN otherwise, naming the sources still to fix).",
+    "built document (WARN otherwise, naming the sources still to fix). " + TIE_FIX,
 )
 
 
@@ -54,7 +65,10 @@ TIE_CHECK = dg.AssetCheckSpec(
     description="What must be documented on the day and why: one row per Stripe trigger in "
     "the day (Europe/Bucharest): an invoice paid (or finalized, by INVOICE_ON), a charge "
     "without an invoice, a refund, a credit note. `decision` is document or skip, `reason` "
-    "says why (e.g. a charge that pays an invoice is documented by the invoice).",
+    "says why (e.g. a charge that pays an invoice is documented by the invoice). The answer to "
+    '"why has this payment no invoice?"; efactura_documents builds one document per '
+    "`document` row.",
+    metadata=table_metadata("billable_events"),
     group_name="efactura",
     kinds={"stripe", "duckdb"},
     owners=["team:billing"],
@@ -103,9 +117,12 @@ def billable_events(
                 {f"{t} {d}": n for (t, d), n in sorted(decided.items())}
             ),
             "amounts_to_document": _json(amounts),
+            **totals_metadata(amounts),
+            "preview": dg.MetadataValue.md(_events_preview(events)),
             "skipped_preview": dg.MetadataValue.md(
                 markdown_table(["source", "reason"], [[e.source_key, e.reason] for e in skipped])
             ),
+            **warehouse_link(warehouse.path),
         }
     )
 
@@ -116,7 +133,9 @@ def billable_events(
     "SERIES-YEAR-NNNNNN from invoice_number_allocations only when they pass the local rules. "
     "Status ready (numbered, XML in the row), held (errors say what to fix, no number) or "
     "blocked (the buyer's CUI is invalid, see customer_tax_profiles). Documents already handed "
-    "to a provider are never rebuilt.",
+    "to a provider are never rebuilt. efactura_submissions files the ready ones; the XML is "
+    "also queryable: `SELECT xml FROM efactura_documents WHERE invoice_number = '…'`.",
+    metadata=table_metadata("efactura_documents"),
     group_name="efactura",
     kinds={"xml", "duckdb"},
     owners=["team:billing"],
@@ -191,10 +210,24 @@ def efactura_documents(
         metadata={
             **_metadata(outcomes, frozen, rows),
             "numbered_documents_removed": dg.MetadataValue.json(gone),
+            **warehouse_link(warehouse.path),
+            "to_fix_query": f"SELECT * FROM v_documents_to_fix WHERE partition_date = '{day}'",
         }
     )
     yield _local_rules_result(outcomes)
     yield _tie_result(events, rows)
+
+
+def _events_preview(events: Sequence[billable.BillableEvent]) -> str:
+    return markdown_table(
+        ["source", "trigger", "customer", "currency", "amount", "decision"],
+        [
+            [e.source_key, e.trigger, e.customer_id or "", e.currency, str(e.amount),
+             e.decision.value]
+            for e in events
+        ],
+        limit=PREVIEW_ROWS,
+    )  # fmt: skip
 
 
 def _allocator(connection: duckdb.DuckDBPyConnection) -> documents.Allocator:
@@ -275,6 +308,9 @@ def _metadata(
     status = Counter(o.status.value for o in outcomes)
     numbers = sorted(r["invoice_number"] for r in rows if r["status"] == "ready")
     ready = [r for r in rows if r["status"] == "ready"]
+    totals = _signed_totals((r["kind"], r["currency"], Decimal(r["total"])) for r in ready)
+    # Numbered documents in number order, then those waiting for a fix.
+    shown = sorted(rows, key=lambda r: (r["number"] is None, r["number"] or 0, r["document_id"]))
     return {
         "dagster/row_count": len(rows) + len(frozen),
         "ready": status.get("ready", 0),
@@ -283,23 +319,24 @@ def _metadata(
         "already_filed": len(frozen),
         "numbers": f"{numbers[0]} .. {numbers[-1]}" if numbers else "none",
         "credit_notes": sum(1 for r in ready if r["kind"] == "credit_note"),
-        "totals_by_currency": _json(
-            _signed_totals((r["kind"], r["currency"], Decimal(r["total"])) for r in ready)
-        ),
+        "totals_by_currency": _json(totals),
+        **totals_metadata(totals),
         "preview": dg.MetadataValue.md(
             markdown_table(
-                ["document", "number", "buyer", "currency", "total", "VAT"],
+                ["number", "buyer", "currency", "total", "VAT", "status", "document"],
                 [
                     [
-                        r["document_id"],
-                        r["invoice_number"],
+                        r["invoice_number"] or "",
                         r["buyer_name"] or "",
                         r["currency"],
-                        r["total"],
-                        r["tax_total"],
+                        str(r["total"] or ""),
+                        str(r["tax_total"] or ""),
+                        r["status"],
+                        r["document_id"],
                     ]
-                    for r in ready
+                    for r in shown
                 ],
+                limit=PREVIEW_ROWS,
             )
         ),
     }
@@ -344,5 +381,6 @@ def _tie_result(
             "differences": dg.MetadataValue.json(differences),
             "sources_without_document": dg.MetadataValue.json(missing[:PREVIEW_ROWS]),
             "sources_without_document_count": len(missing),
+            **({"what_to_do": TIE_FIX} if differences or missing else {}),
         },
     )

@@ -7,14 +7,21 @@ with no DuckDB connection open; the rows are then upserted: re-running a day rew
 that did not change.
 """
 
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import date, timedelta
 
 import dagster as dg
 
 from invoicesync_dagster.clients.bnr import BnrError
+from invoicesync_dagster.defs.metadata import markdown_table, table_metadata, warehouse_link
 from invoicesync_dagster.defs.partitions import daily_partitions, partition_day
 from invoicesync_dagster.defs.resources import BnrResource, WarehouseResource
-from invoicesync_dagster.efactura.fx import MAX_RATE_AGE_DAYS, FxRateMissing, rate_for
+from invoicesync_dagster.efactura.fx import (
+    MAX_RATE_AGE_DAYS,
+    FxRateMissing,
+    PublishedRate,
+    rate_for,
+)
 from invoicesync_dagster.warehouse.fx import rates_between, upsert_rates
 
 # The currencies whose applicable rate is shown in the materialization's metadata.
@@ -26,6 +33,7 @@ SHOWN_CURRENCIES = ("EUR", "USD")
     "KRW), one row per banking day and currency in `fx_rates`, for the days D-10..D: the "
     "documents issued on D use the rate BNR published on the last banking day before D "
     "(Cod fiscal art. 290 practice) for their VAT amount in RON.",
+    metadata=table_metadata("fx_rates"),
     group_name="efactura",
     kinds={"bnr", "duckdb"},
     owners=["team:billing"],
@@ -69,6 +77,8 @@ def fx_rates(
         "rates_changed": len(counts.changed),
         "rates_unchanged": counts.unchanged,
         "sources": dg.MetadataValue.json(sorted(set(fetched.sources.values()))),
+        "preview": dg.MetadataValue.md(_preview(stored)),
+        **warehouse_link(warehouse.path),
     }
     for currency in SHOWN_CURRENCIES:
         key = currency.lower()
@@ -85,3 +95,15 @@ def fx_rates(
         f"{counts.inserted} new, {len(counts.changed)} changed"
     )
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _preview(stored: Mapping[date, Mapping[str, PublishedRate]]) -> str:
+    """The latest banking day's rates, which documents issued after that day use."""
+    if not stored:
+        return "_no rates_"
+    latest = max(stored)
+    rows = [
+        [currency, str(fx.rate), str(fx.multiplier)]
+        for currency, fx in sorted(stored[latest].items())
+    ]
+    return f"BNR rates dated {latest}:\n\n" + markdown_table(["currency", "RON", "per"], rows)

@@ -11,9 +11,21 @@
 import dagster as dg
 import duckdb
 
-from invoicesync_dagster.defs.customers.checks import markdown_table
+from invoicesync_dagster.defs.metadata import markdown_table
 from invoicesync_dagster.defs.resources import WarehouseResource
 from invoicesync_dagster.warehouse.numbering import gaps
+
+GAP_FIX = (
+    "A missing number: its row was deleted from invoice_number_allocations by hand; restore it "
+    "from a backup of the DuckDB file (never renumber: the number may already be at ANAF). A "
+    "number without its document: if the sale did not happen, void it with a reason "
+    "(warehouse.numbering.void(connection, source_key, reason); its source_key is in "
+    "invoice_number_allocations), so the sequence stays explained."
+)
+DUPLICATE_FIX = (
+    "Ask ANAF (SPV) or SmartBill which filing counts and cancel the other with a credit note; "
+    "then tell the accountant."
+)
 
 
 def numbering_problems(connection: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:
@@ -57,8 +69,7 @@ def duplicate_submissions(connection: duckdb.DuckDBPyConnection) -> list[list[st
 @dg.asset_check(
     asset="efactura_submissions",
     description="Numbers are consecutive per series and year (ERROR on a gap: rows were deleted "
-    "by hand) and every allocated number has its document (WARN: void the numbers whose sale "
-    "did not happen, with a reason).",
+    "by hand) and every allocated number has its document (WARN otherwise). " + GAP_FIX,
 )
 def numbering_gapless(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as connection:
@@ -69,6 +80,7 @@ def numbering_gapless(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         metadata={
             "missing_numbers": dg.MetadataValue.json(missing[:100]),
             "numbers_without_document": dg.MetadataValue.json(orphans[:100]),
+            **({"what_to_do": GAP_FIX} if missing or orphans else {}),
         },
     )
 
@@ -76,8 +88,7 @@ def numbering_gapless(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset="efactura_submissions",
     description="No document was filed twice with a provider and no invoice number was accepted "
-    "twice. A failure names them: ask ANAF/SmartBill which one counts and cancel the other with "
-    "a credit note.",
+    "twice. A failure names them. " + DUPLICATE_FIX,
 )
 def no_duplicate_submissions(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as connection:
@@ -85,5 +96,8 @@ def no_duplicate_submissions(warehouse: WarehouseResource) -> dg.AssetCheckResul
     return dg.AssetCheckResult(
         passed=not duplicates,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"duplicates": dg.MetadataValue.md(markdown_table(["what", "times"], duplicates))},
+        metadata={
+            "duplicates": dg.MetadataValue.md(markdown_table(["what", "times"], duplicates)),
+            **({"what_to_do": DUPLICATE_FIX} if duplicates else {}),
+        },
     )

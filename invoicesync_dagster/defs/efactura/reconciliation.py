@@ -42,8 +42,8 @@ from invoicesync_dagster.clients.anaf.efactura import (
     Message,
 )
 from invoicesync_dagster.clients.anaf.oauth import AnafOAuthError
-from invoicesync_dagster.defs.customers.checks import markdown_table
 from invoicesync_dagster.defs.efactura import status
+from invoicesync_dagster.defs.metadata import markdown_table
 from invoicesync_dagster.defs.partitions import FIRST_DAY, TIMEZONE
 from invoicesync_dagster.defs.resources import AnafResource, WarehouseResource
 from invoicesync_dagster.settings import load_settings

@@ -42,6 +42,7 @@ from invoicesync_dagster.clients.anaf.efactura import (
 )
 from invoicesync_dagster.clients.anaf.oauth import AnafOAuthError
 from invoicesync_dagster.defs.jobs import DUCKDB_WRITER
+from invoicesync_dagster.defs.metadata import markdown_table, warehouse_link
 from invoicesync_dagster.defs.resources import AnafResource, WarehouseResource
 from invoicesync_dagster.efactura.polling import PendingUpload, due
 from invoicesync_dagster.settings import load_settings
@@ -69,7 +70,10 @@ efactura_status = dg.AssetSpec(
     STATUS,
     description="ANAF's answers to our uploads, observed by efactura_status_job: each observation "
     "lists the uploads that became final (accepted/rejected, recorded in DuckDB and archived) "
-    "and those still processing. anaf_status_sensor reads these instead of DuckDB.",
+    "and those still processing, with links to the archived files: ANAF's signed zip (the "
+    "legal copy, ANAF deletes it after 60 days) and PDF, or its error zip, under "
+    "INVOICESYNC_HOME/archive/YYYY/MM by issue date. anaf_status_sensor reads these "
+    "observations instead of DuckDB; query v_invoice_status for every document's state.",
     group_name="efactura_filing",
     kinds={"anaf"},
     owners=["team:billing"],
@@ -106,12 +110,23 @@ class _Report:
     not_checked: list[str] = field(default_factory=list)
     stopped: str = ""
     needs_a_human: bool = False
+    archived: list[Path] = field(default_factory=list)  # this run's answers in the archive
 
-    def observation(self) -> dg.AssetObservation:
+    def observation(self, database: Path) -> dg.AssetObservation:
         states = [entry["state"] for entry in self.final]
+        links: dict[str, Any] = {**warehouse_link(database)}
+        if self.archived:
+            links["archive_folder"] = dg.MetadataValue.path(str(self.archived[0].parent))
+            links["archived_files"] = dg.MetadataValue.json([str(p) for p in self.archived])
+        preview = markdown_table(
+            ["number", "upload", "state", "ANAF"],
+            [[e["invoice_number"], e["index"], e["state"], e["anaf"]] for e in self.final],
+        )
         return dg.AssetObservation(
             asset_key=STATUS,
             metadata={
+                **links,
+                "preview": dg.MetadataValue.md(preview),
                 "final": dg.MetadataValue.json(self.final),
                 "still_processing": dg.MetadataValue.json(self.still_processing),
                 "failed": dg.MetadataValue.json(self.failed),
@@ -187,9 +202,10 @@ def check_anaf_status(
                     report.still_processing.append(upload.index)
                 else:
                     report.final.append(outcome)
+                    report.archived += _archived(home, upload)
     # Yielded, not logged with log_event: a yielded event is stored at once, so the sensor
     # learns about the finals even when the run then fails.
-    yield report.observation()
+    yield report.observation(warehouse.path)
     for entry in report.final:
         context.log.info(f"{entry['invoice_number']} (upload {entry['index']}): {entry['state']}")
     if report.still_processing:
@@ -206,6 +222,13 @@ def check_anaf_status(
             + (report.stopped if report.needs_a_human else f"checks failed for uploads {failed}")
             + ". The others were recorded; the sensor asks again for the rest."
         )
+
+
+def _archived(home: Path, upload: UploadToCheck) -> list[Path]:
+    """The archive's files of one upload: zip and PDF, or ANAF's status answer."""
+    stem = archive.answer_stem(upload.invoice_number, upload.index)
+    folder = archive.archive_path(home, date.fromisoformat(upload.issue_date), f"{stem}.zip").parent
+    return sorted(folder.glob(f"{stem}.*")) + sorted(folder.glob(f"{stem}_stare.xml"))
 
 
 def _outbox(connection: duckdb.DuckDBPyConnection, indexes: Sequence[str]) -> dict[str, _OutboxRow]:

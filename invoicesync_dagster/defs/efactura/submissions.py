@@ -18,10 +18,12 @@ materialization's `anaf_uploads` metadata, which the status sensor reads (it nev
 """
 
 import hashlib
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -42,6 +44,13 @@ from invoicesync_dagster.clients.smartbill import (
     SmartBillOutcomeUnknown,
     SmartBillRateLimited,
 )
+from invoicesync_dagster.defs.metadata import (
+    archive_link,
+    markdown_table,
+    table_metadata,
+    totals_metadata,
+    warehouse_link,
+)
 from invoicesync_dagster.defs.partitions import daily_partitions, partition_day
 from invoicesync_dagster.defs.resources import (
     AnafResource,
@@ -55,6 +64,24 @@ from invoicesync_dagster.warehouse import archive, submissions
 
 PROVIDER = "anaf"
 T = TypeVar("T")
+PREVIEW_ROWS = 20
+
+# Where each document of the day stands after the run, by what was decided for it...
+_AFTER_STEP = {
+    NextStep.SEND: "not sent: filing stopped, next run",
+    NextStep.RECONCILE: "answer lost, looked up before anything is sent again",
+    NextStep.WAIT: "sent, waiting for ANAF's answer",
+    NextStep.DONE: "accepted",
+    NextStep.FIX: "rejected: fix it, rebuild the day",
+}
+# ...unless this run did something with it.
+_AFTER_OUTCOME = {
+    "uploaded": "sent now",
+    "reconciled": "answer found: it had arrived",
+    "unknown": "answer lost, looked up before anything is sent again",
+    "refused": "refused, sent again next run",
+    "created": "created in SmartBill now",
+}
 
 
 class SubmissionConfig(dg.Config):
@@ -83,6 +110,9 @@ class _Filing:
     buyer_tax_id: str | None
     buyer_vat_id: str | None
     document_json: str
+    currency: str
+    total: Decimal
+    buyer_name: str | None
 
     @property
     def standard(self) -> str:
@@ -100,10 +130,14 @@ class _Filing:
 
 
 @dg.asset(
-    description="The day's ready documents filed with ANAF e-Factura, exactly once: one row per "
-    "attempt in efactura_submissions (recorded before sending), upload indexes in the metadata "
-    "for the status sensor. An upload whose answer was lost is reconciled from ANAF's message "
-    "list before anything is sent again; accepted documents are never sent again.",
+    description="The day's ready documents filed with ANAF e-Factura (or created in SmartBill "
+    "when SMARTBILL_ENABLED), exactly once: one row per attempt in efactura_submissions "
+    "(recorded before sending), upload indexes in the metadata for anaf_status_sensor. An "
+    "upload whose answer was lost is reconciled from ANAF's message list before anything is "
+    "sent again; accepted documents are never sent again. ANAF's answers (signed zip, error "
+    "zip, PDF) are archived under INVOICESYNC_HOME/archive/YYYY/MM by efactura_status_job; "
+    "v_invoice_status shows each document's filing state.",
+    metadata=table_metadata("efactura_submissions"),
     group_name="efactura",
     kinds={"anaf", "duckdb"},
     owners=["team:billing"],
@@ -139,6 +173,7 @@ def efactura_submissions(
     cif = anaf.company_cif
     uploads: list[dict[str, Any]] = []
     outcome: Counter[str] = Counter()
+    after = {f.document_id: _AFTER_STEP[steps[f.document_id].step] for f in filings}
     stop_reason = None
     with anaf.client() as client:
         unsure = [f for f in filings if steps[f.document_id].step is NextStep.RECONCILE]
@@ -146,6 +181,7 @@ def efactura_submissions(
             found = _reconcile(client, warehouse, cif, unsure, history, started, config, context)
             uploads += found
             outcome["reconciled"] += len(found)
+            after.update({entry["document_id"]: _AFTER_OUTCOME["reconciled"] for entry in found})
         for filing in filings:
             decision = steps[filing.document_id]
             outcome[decision.step.value] += 1
@@ -154,8 +190,10 @@ def efactura_submissions(
             try:
                 uploads.append(_send(client, warehouse, cif, filing, decision.next_attempt))
                 outcome["uploaded"] += 1
+                after[filing.document_id] = _AFTER_OUTCOME["uploaded"]
             except AnafUploadOutcomeUnknown:
                 outcome["unknown"] += 1
+                after[filing.document_id] = _AFTER_OUTCOME["unknown"]
                 context.log.warning(
                     f"{filing.invoice_number}: ANAF's answer to the upload was lost; the next "
                     "run looks it up in ANAF's message list before sending anything again"
@@ -164,13 +202,17 @@ def efactura_submissions(
                 # Neither clears up by trying the next document: stop here, nothing is lost.
                 stop_reason = str(error)
                 outcome["refused"] += 1
+                after[filing.document_id] = _AFTER_OUTCOME["refused"]
             except AnafError as error:
                 outcome["refused"] += 1
+                after[filing.document_id] = _AFTER_OUTCOME["refused"]
                 context.log.error(f"{filing.invoice_number}: ANAF refused the upload: {error}")
     if stop_reason:
         context.log.error(f"filing stopped for this run: {stop_reason}")
     return dg.MaterializeResult(
         metadata={
+            **_summary(filings, after, day, warehouse.path),
+            **archive_link(load_settings().invoicesync_home, day),
             "anaf_uploads": dg.MetadataValue.json(uploads),
             "uploaded": outcome["uploaded"],
             "reconciled": outcome["reconciled"],
@@ -198,7 +240,8 @@ def _filings(
         """
         SELECT document_id, invoice_number, kind, issue_date, xml, xml_sha256,
                document->'buyer'->'address'->>'country', document->'buyer'->>'tax_registration_id',
-               document->'buyer'->>'vat_id', source_type, corrects, document
+               document->'buyer'->>'vat_id', source_type, corrects, document, currency, total,
+               buyer_name
         FROM efactura_documents
         WHERE partition_date = ? AND xml IS NOT NULL AND status NOT IN ('held', 'blocked')
         ORDER BY number
@@ -216,9 +259,41 @@ def _filings(
         if wanted_ids and row[0] not in wanted_ids:
             continue
         filings.append(
-            _Filing(row[0], row[1], row[2], row[3], row[4].encode("utf-8"), *row[5:9], row[11])
-        )
+            _Filing(
+                row[0], row[1], row[2], row[3], row[4].encode("utf-8"), *row[5:9], row[11],
+                row[12], row[13], row[14],
+            )
+        )  # fmt: skip
     return filings
+
+
+def _summary(
+    filings: Sequence[_Filing], after: Mapping[str, str], day: date, database: Path
+) -> dict[str, Any]:
+    """What the UI shows of a filing run: the day's documents, their totals and where each
+    stands now (from what the run already holds; nothing is read again)."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for filing in filings:
+        totals[filing.currency] += -filing.total if filing.kind == "credit_note" else filing.total
+    by_state = Counter(after.values())
+    rows = [
+        [f.invoice_number, f.buyer_name or "", f.currency, str(f.total), after[f.document_id]]
+        for f in filings
+    ]
+    return {
+        "dagster/row_count": len(filings),
+        "totals_by_currency": dg.MetadataValue.json({c: str(t) for c, t in sorted(totals.items())}),
+        **totals_metadata(dict(sorted(totals.items()))),
+        "filing_states": dg.MetadataValue.json(dict(sorted(by_state.items()))),
+        "preview": dg.MetadataValue.md(
+            markdown_table(
+                ["number", "buyer", "currency", "total", "filing"], rows, limit=PREVIEW_ROWS
+            )
+        ),
+        **warehouse_link(database),
+        "status_query": "SELECT invoice_number, filing_state, errors FROM v_invoice_status "
+        f"WHERE partition_date = '{day}'",
+    }
 
 
 def _started(
@@ -392,12 +467,14 @@ def _file_with_smartbill(
     series = smartbill.series
     outcome: Counter[str] = Counter()
     created: list[str] = []
+    after: dict[str, str] = {}
     stop_reason = None
     with smartbill.client() as client:
         for filing in filings:
             attempts = history.get(filing.document_id, [])
             decision = _decide(attempts, filing, config)
             outcome[decision.step.value] += 1
+            after[filing.document_id] = _AFTER_STEP[decision.step]
             if stop_reason:
                 continue
             try:
@@ -406,13 +483,16 @@ def _file_with_smartbill(
                     if name:
                         created.append(name)
                         outcome["reconciled"] += 1
+                        after[filing.document_id] = _AFTER_OUTCOME["reconciled"]
                 elif decision.step is NextStep.SEND:
                     created.append(
                         _create(client, warehouse, filing, decision.next_attempt, series)
                     )
                     outcome["created"] += 1
+                    after[filing.document_id] = _AFTER_OUTCOME["created"]
             except SmartBillOutcomeUnknown:
                 outcome["unknown"] += 1
+                after[filing.document_id] = _AFTER_OUTCOME["unknown"]
                 context.log.warning(
                     f"{filing.invoice_number}: SmartBill's answer was lost; the next run checks "
                     "whether it created the invoice before creating anything again"
@@ -420,13 +500,16 @@ def _file_with_smartbill(
             except (SmartBillAuthError, SmartBillRateLimited) as error:
                 stop_reason = str(error)
                 outcome["refused"] += 1
+                after[filing.document_id] = _AFTER_OUTCOME["refused"]
             except SmartBillError as error:
                 outcome["refused"] += 1
+                after[filing.document_id] = _AFTER_OUTCOME["refused"]
                 context.log.error(f"{filing.invoice_number}: SmartBill refused it: {error}")
     if stop_reason:
         context.log.error(f"filing stopped for this run: {stop_reason}")
     return dg.MaterializeResult(
         metadata={
+            **_summary(filings, after, day, warehouse.path),
             "smartbill_invoices": dg.MetadataValue.json(created),
             "created": outcome["created"],
             "reconciled": outcome["reconciled"],

@@ -12,9 +12,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from invoicesync_dagster.defs.metadata import table_metadata, totals_metadata, warehouse_link
 from invoicesync_dagster.defs.partitions import daily_partitions, partition_day, window_seconds
 from invoicesync_dagster.defs.resources import StripeResource, WarehouseResource
 from invoicesync_dagster.defs.stripe.staging import stage_partition
+from invoicesync_dagster.efactura.money import from_minor_units
 from invoicesync_dagster.warehouse.stripe import STRIPE_TABLES, partition_summary, replace_partition
 
 _SPEC = {"group_name": "stripe", "kinds": {"stripe", "duckdb"}, "owners": ["team:billing"]}
@@ -74,8 +76,17 @@ def _ingest(
         "missing_in_stripe": dg.MetadataValue.json(staged.missing),
         "window": f"{window.start.isoformat()} .. {window.end.isoformat()}",
         "amounts_by_currency_minor_units": dg.MetadataValue.json(by_currency),
+        **_totals(by_currency),
         "preview": dg.MetadataValue.md(_markdown(preview)),
+        **warehouse_link(warehouse.path),
     }
+
+
+def _totals(minor_by_currency: dict[str, int]) -> dict[str, dg.MetadataValue]:
+    """Per currency in major units (lei, euro), the way an accountant reads them."""
+    return totals_metadata(
+        {c.upper(): from_minor_units(total, c) for c, total in minor_by_currency.items()}
+    )
 
 
 def _markdown(rows: list[dict[str, object]]) -> str:
@@ -89,13 +100,17 @@ def _markdown(rows: list[dict[str, object]]) -> str:
         dg.AssetSpec(
             "stripe_invoices",
             description="Stripe invoices created on the day or whose state changed that day "
-            "(finalized, paid, voided); current state, amounts in minor units.",
+            "(finalized, paid, voided); current state, amounts in minor units (bani, cents). "
+            "The source of the day's e-Factura invoices (billable_events decides which).",
+            metadata=table_metadata("stripe_invoices"),
             **_SPEC,
         ),
         dg.AssetSpec(
             "stripe_invoice_lines",
-            description="The line items of those invoices, one row per line.",
+            description="The line items of those invoices, one row per line (description, "
+            "quantity, amount, tax): they become the invoice lines of the XML.",
             deps=["stripe_invoices"],
+            metadata=table_metadata("stripe_invoice_lines"),
             **_SPEC,
         ),
     ],
@@ -108,18 +123,28 @@ def stripe_invoices(
     metadata = _ingest(context, stripe, warehouse, "invoices")
     yield dg.MaterializeResult(asset_key="stripe_invoices", metadata=metadata)
     with warehouse.connect() as connection:
-        (lines,) = connection.execute(  # type: ignore[misc]
-            "SELECT count(*) FROM stripe_invoice_lines WHERE partition_date = ?",
+        by_currency = connection.execute(
+            "SELECT currency, count(*), sum(amount) FROM stripe_invoice_lines "
+            "WHERE partition_date = ? GROUP BY currency ORDER BY currency",
             [partition_day(context.partition_time_window)],
-        ).fetchone()
+        ).fetchall()
+    amounts = {currency or "": int(total or 0) for currency, _count, total in by_currency}
     yield dg.MaterializeResult(
-        asset_key="stripe_invoice_lines", metadata={"dagster/row_count": int(lines)}
+        asset_key="stripe_invoice_lines",
+        metadata={
+            "dagster/row_count": sum(count for _currency, count, _total in by_currency),
+            "amounts_by_currency_minor_units": dg.MetadataValue.json(amounts),
+            **_totals({c: t for c, t in amounts.items() if c}),
+            **warehouse_link(warehouse.path),
+        },
     )
 
 
 @dg.asset(
-    description="Stripe charges created on the day or refunded/captured that day. Charges "
-    "without an invoice are billed on their own.",
+    description="Stripe charges created on the day or refunded/captured that day. A succeeded "
+    "charge that pays no invoice gets its own one-line e-Factura invoice; one that pays an "
+    "invoice is documented by that invoice.",
+    metadata=table_metadata("stripe_charges"),
     **_COMMON,
 )
 def stripe_charges(
@@ -128,14 +153,24 @@ def stripe_charges(
     return dg.MaterializeResult(metadata=_ingest(context, stripe, warehouse, "charges"))
 
 
-@dg.asset(description="Stripe refunds created on the day.", **_COMMON)
+@dg.asset(
+    description="Stripe refunds created on the day: each becomes a credit note (381) for the "
+    "refunded amount, unless a Stripe credit note already carries it.",
+    metadata=table_metadata("stripe_refunds"),
+    **_COMMON,
+)
 def stripe_refunds(
     context: dg.AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_ingest(context, stripe, warehouse, "refunds"))
 
 
-@dg.asset(description="Stripe credit notes created or voided on the day.", **_COMMON)
+@dg.asset(
+    description="Stripe credit notes created or voided on the day: each becomes an e-Factura "
+    "credit note (381) correcting its invoice's document.",
+    metadata=table_metadata("stripe_credit_notes"),
+    **_COMMON,
+)
 def stripe_credit_notes(
     context: dg.AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -144,8 +179,10 @@ def stripe_credit_notes(
 
 @dg.asset(
     description="Stripe customers created on the day, updated that day, or billed that day "
-    "(with their tax ids), so every invoice and charge of the day has its buyer.",
+    "(with their tax ids), so every invoice and charge of the day has its buyer; "
+    "customer_tax_profiles turns them into buyer identities.",
     deps=["stripe_invoices", "stripe_charges"],
+    metadata=table_metadata("stripe_customers"),
     **_COMMON,
 )
 def stripe_customers(
