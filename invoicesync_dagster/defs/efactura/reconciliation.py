@@ -43,7 +43,7 @@ from invoicesync_dagster.clients.anaf.efactura import (
 )
 from invoicesync_dagster.clients.anaf.oauth import AnafOAuthError
 from invoicesync_dagster.defs.efactura import status
-from invoicesync_dagster.defs.metadata import markdown_table
+from invoicesync_dagster.defs.metadata import markdown_table, table_metadata
 from invoicesync_dagster.defs.partitions import FIRST_DAY, TIMEZONE
 from invoicesync_dagster.defs.resources import AnafResource, WarehouseResource
 from invoicesync_dagster.settings import load_settings
@@ -185,6 +185,7 @@ def _utc(moment: datetime) -> datetime:
     group_name="efactura_filing",
     kinds={"anaf", "duckdb"},
     owners=["team:billing"],
+    metadata=table_metadata("efactura_reconciliation"),
     partitions_def=monthly_partitions,
     deps=["efactura_submissions"],
     pool="efactura_api",
