@@ -1,8 +1,8 @@
 """The filing commands of `invoicesync` (ARCHITECTURE.md §3): `process`, `process-one`,
 `status`, `download` and `providers check`.
 
-`process` runs the daily jobs in this process, as `make demo` does (stripe_sync_job,
-customer_profiles_job, efactura_job per Bucharest day, oldest first), then follows the new ANAF
+`process` runs daily_invoice_job in this process, as `make demo` does (one run per Bucharest
+day, oldest first), then follows the new ANAF
 uploads with efactura_status_job until each is final or `--wait-minutes` pass. Sending is the
 efactura_submissions asset's job alone: its outbox makes a re-run send nothing twice. The
 readers (`status`, `download`) open DuckDB read-only. Imported by cli.py, which it extends.
@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # imported lazily below: the CLI starts fast
     import dagster as dg
     import duckdb
 
-DAILY_JOBS = ("stripe_sync_job", "customer_profiles_job", "efactura_job")
+DAILY_JOB = "daily_invoice_job"  # Stripe → buyer profiles → documents → filing, one day
 SUBMISSIONS = "efactura_submissions"
 SOURCE_TYPES = {
     "invoices": ["stripe_invoice"],
@@ -225,35 +225,31 @@ def _run_day(
     dry_run: bool,
 ) -> _Day:
     outcome = _Day(day)
-    for name in DAILY_JOBS:
-        job = definitions.resolve_job_def(name)
-        run_config: dict[str, Any] = dict(_QUIET)
-        selection = None
-        if name == "efactura_job":
-            keys = job.asset_layer.executable_asset_keys
-            if dry_run:  # the same job without its filing asset: nothing can be sent
-                selection = sorted(k for k in keys if k.to_user_string() != SUBMISSIONS)
-            else:
-                run_config["ops"] = {SUBMISSIONS: {"config": {"source_types": source_types}}}
-        result = job.execute_in_process(
-            partition_key=day.isoformat(),
-            instance=instance,
-            raise_on_error=False,
-            run_config=run_config,
-            asset_selection=selection,
-        )
-        click.echo(
-            f"  {day}  {name:<22} {'ok' if result.success else 'FAILED'}  "
-            f"(run {result.run_id[:8]})",
-            err=True,
-        )
-        if name == "efactura_job" and not dry_run:
-            for event in result.asset_materializations_for_node(SUBMISSIONS):
-                outcome.filed = {k: _json_metadata(event, k) for k in event.metadata}
-                outcome.uploads = list(outcome.filed.get("anaf_uploads") or [])
-        if not result.success:
-            outcome.failed = f"{name} failed: {_failure(result)}"
-            break
+    job = definitions.resolve_job_def(DAILY_JOB)
+    run_config: dict[str, Any] = dict(_QUIET)
+    selection = None
+    if dry_run:  # the same job without its filing asset: nothing can be sent
+        keys = job.asset_layer.executable_asset_keys
+        selection = sorted(k for k in keys if k.to_user_string() != SUBMISSIONS)
+    else:
+        run_config["ops"] = {SUBMISSIONS: {"config": {"source_types": source_types}}}
+    result = job.execute_in_process(
+        partition_key=day.isoformat(),
+        instance=instance,
+        raise_on_error=False,
+        run_config=run_config,
+        asset_selection=selection,
+    )
+    click.echo(
+        f"  {day}  {DAILY_JOB}  {'ok' if result.success else 'FAILED'}  (run {result.run_id[:8]})",
+        err=True,
+    )
+    if not dry_run:
+        for event in result.asset_materializations_for_node(SUBMISSIONS):
+            outcome.filed = {k: _json_metadata(event, k) for k in event.metadata}
+            outcome.uploads = list(outcome.filed.get("anaf_uploads") or [])
+    if not result.success:
+        outcome.failed = f"{DAILY_JOB} failed: {_failure(result)}"
     return outcome
 
 
@@ -387,7 +383,7 @@ def process(
 ) -> None:
     """Fetch, build and file the documents of each day, oldest first, then wait for ANAF.
 
-    Runs stripe_sync_job, customer_profiles_job and efactura_job for every day in this process
+    Runs daily_invoice_job for every day in this process
     (recorded in DAGSTER_HOME when set), then asks ANAF about the new uploads until each is
     accepted or rejected. Running it again sends nothing already sent: only documents never
     filed, or rejected and since fixed, go out. Exits 1 when a job failed, an upload was refused

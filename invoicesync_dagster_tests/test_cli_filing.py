@@ -393,11 +393,10 @@ def test_a_failed_job_stops_the_days_after_it_and_says_why(
     )
     code, output = invoke("process", "--provider", "anaf", "--days", "2")
     assert code == 1
-    assert "stripe_sync_job failed" in output and "Invalid API Key" in output
+    assert "daily_invoice_job failed" in output and "Invalid API Key" in output
     first = seed.yesterday_in_bucharest() - timedelta(days=1)
-    assert f"{first}  stripe_sync_job        FAILED" in output
+    assert f"{first}  daily_invoice_job  FAILED" in output
     assert "stripe_charges: StripeAuthError: GET /v1/charges: Stripe rejected" in output
     assert "2 more steps failed" in output
-    assert "customer_profiles_job " not in output  # nothing ran after it, that day or the next
-    assert f"{first + timedelta(days=1)}  stripe_sync_job" not in output
+    assert f"{first + timedelta(days=1)}  daily_invoice_job" not in output  # not the next day
     assert sandbox.anaf_efactura.ledger_entries() == []

@@ -360,7 +360,7 @@ def _record_answer(
     archived = archive.archive_path(home, upload.issue_date, zip_name).exists()
     run.counts["status_calls"] += 1
     try:
-        outcome = status._check(client, warehouse, home, check, config.render_pdf, log)
+        outcome = status.check_upload(client, warehouse, home, check, config.render_pdf, log)
     except (AnafError, AnafOAuthError, archive.ArchiveConflict, ValueError) as error:
         run.failed(upload, "stareMesaj/download failed", error)
         return

@@ -185,7 +185,7 @@ def check_anaf_status(
                 report.not_checked.append(upload.index)
                 continue
             try:
-                outcome = _check(client, warehouse, home, upload, config.render_pdf, context.log)
+                outcome = check_upload(client, warehouse, home, upload, config.render_pdf, context.log)
             except AnafRateLimited as error:
                 report.stopped = redact(f"ANAF's limit: {error}")
                 report.not_checked.append(upload.index)
@@ -272,7 +272,7 @@ def _final(upload: UploadToCheck, state: str, anaf_state: str) -> dict[str, Any]
     }
 
 
-def _check(
+def check_upload(
     client: EfacturaClient,
     warehouse: WarehouseResource,
     home: Path,
