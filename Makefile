@@ -22,7 +22,8 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 ## test: the whole test suite (unit, sandbox over loopback, Dagster assets)
 test: install
-	$(BIN)/pytest -n 2 -q
+	scripts/ensure-test-tools.sh
+	$(BIN)/pytest -n 2 --dist loadfile -q
 
 ## lint: ruff, formatting, and both Dagster definition checks
 lint: install
@@ -32,17 +33,18 @@ lint: install
 	$(BIN)/dg check defs
 
 ## demo: seed the sandbox, run the pipeline for the seeded days, print a summary
+## (DEMO_ARGS="--days 3 --invoices-per-day 6" for a smaller one)
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m invoicesync_dagster.demo
+	$(BIN)/python -m invoicesync_dagster.demo $(DEMO_ARGS)
 
-## dev: the Dagster UI on http://127.0.0.1:3000 against the sandbox
+## dev: the Dagster UI on http://127.0.0.1:3000 against the sandbox (the demo's data if any)
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	scripts/dev.sh
+	$(BIN)/python -m invoicesync_dagster.sandbox.dagster_dev
 
 ## bench: the ingestion and documents benchmarks (print figures)
 bench: install
-	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/documents.py --repeat 3
+	$(BIN)/python benchmarks/ingest.py $(INGEST_ARGS)
+	$(BIN)/python benchmarks/documents.py --repeat 3 $(DOCUMENTS_ARGS)
 
 clean:
 	rm -rf $(INVOICESYNC_HOME) $(DAGSTER_HOME) .pytest_cache .ruff_cache

@@ -37,7 +37,7 @@ MAX_TICKS = 240  # four hours of sensor ticks: far more than the sandbox ever ne
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m invoicesync_dagster.demo")
     parser.add_argument("--days", type=int, default=14)
-    parser.add_argument("--invoices-per-day", type=int, default=20)
+    parser.add_argument("--invoices-per-day", type=int, default=15)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 

@@ -302,6 +302,30 @@ def test_an_upload_listed_twice_keeps_its_back_off(world: World) -> None:
     assert pending(second.cursor)["5000000999"]["checks"] == 1
 
 
+def test_no_new_status_run_while_one_is_still_queued(world: World) -> None:
+    entry = {
+        "index": "5000000998",
+        "document_id": "stripe_invoice:in_q",
+        "attempt": 1,
+        "invoice_number": "FCT-2025-000301",
+        "issue_date": "2025-08-05",
+        "uploaded_at": T0.isoformat(),
+    }
+    report_uploads(world, [entry])
+    world.at(T0 + timedelta(minutes=1))
+    queued = world.instance.create_run_for_job(  # waiting behind a backfill's writer runs
+        status.efactura_status_job,
+        run_config=status.run_config_for([entry]),
+        status=dg.DagsterRunStatus.NOT_STARTED,
+    )
+    context = dg.build_sensor_context(instance=world.instance, cursor=None)
+    skipped = status.anaf_status_sensor(context)
+    assert isinstance(skipped, dg.SkipReason)
+    assert queued.run_id in (skipped.skip_message or "")
+    world.instance.report_run_canceled(queued)  # the queue moves on: the next tick asks again
+    assert requested(tick(world, None)) == ["5000000998"]
+
+
 def test_a_tick_requests_at_most_n_checks_the_longest_waiting_first(world: World) -> None:
     uploads = [
         {

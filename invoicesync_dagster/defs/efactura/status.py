@@ -185,7 +185,9 @@ def check_anaf_status(
                 report.not_checked.append(upload.index)
                 continue
             try:
-                outcome = check_upload(client, warehouse, home, upload, config.render_pdf, context.log)
+                outcome = check_upload(
+                    client, warehouse, home, upload, config.render_pdf, context.log
+                )
             except AnafRateLimited as error:
                 report.stopped = redact(f"ANAF's limit: {error}")
                 report.not_checked.append(upload.index)
@@ -579,6 +581,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_NOT_DONE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
 @dg.sensor(
     job=efactura_status_job,
     minimum_interval_seconds=60,
@@ -590,7 +600,14 @@ def _now() -> datetime:
     f"requests efactura_status_job for at most {MAX_CHECKS_PER_RUN} due uploads per tick, "
     "each with its own back-off (1, 2, 5 ... minutes, then every 2 hours).",
 )
-def anaf_status_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def anaf_status_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    # One status run at a time: behind a backfill (the DuckDB writer limit) runs wait in the
+    # queue, and a tick meanwhile would only queue checks of the same uploads again.
+    waiting = context.instance.get_run_ids(
+        dg.RunsFilter(job_name=efactura_status_job.name, statuses=_NOT_DONE), limit=1
+    )
+    if waiting:
+        return dg.SkipReason(f"efactura_status_job run {waiting[0]} has not finished yet")
     now = _now()
     to_check, cursor = plan_tick(context.instance, context.cursor, now, context.log)
     if not to_check:
