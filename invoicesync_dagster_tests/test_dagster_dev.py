@@ -24,6 +24,7 @@ import duckdb
 import pytest
 
 from invoicesync_dagster.sandbox.dagster_dev import (
+    LOCATION,
     WINDOW,
     DevStack,
     Run,
@@ -168,6 +169,46 @@ def test_a_30_day_backfill_runs_in_order_one_writer_at_a_time(
     numbers = [row[4] for row in numbered]
     assert set(uploads) == set(numbers), "documents and ANAF's uploads differ"
     assert {n: c for n, c in uploads.items() if c != 1} == {}, "a document was uploaded twice"
+
+
+_LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+  }
+}
+"""
+
+
+def test_a_backfill_launched_as_the_ui_does_runs_in_order_and_sends_nothing_again(
+    stack: DevStack,
+) -> None:
+    """The job's Launch backfill button sends this mutation: the days already filed above,
+    again. Same queue, same order, and the outbox sends nothing twice."""
+    days = [day.isoformat() for day in stack.days[-3:]]
+    before = len(stack.runs(job=BACKFILL_JOB))
+    ledger = len(stack.sandbox_get("/_sandbox/ledger")["uploads"])
+    params = {
+        "selector": {
+            "partitionSetName": f"{BACKFILL_JOB}_partition_set",
+            "repositorySelector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": "__repository__",
+            },
+        },
+        "partitionNames": days,
+    }
+    launched = stack.graphql(_LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    runs = stack.wait_for_runs(BACKFILL_JOB, before + len(days), timeout=BACKFILL_DEADLINE)
+    mine = [r for r in runs if r.tags.get("dagster/backfill") == launched["backfillId"]]
+    assert [r.status for r in mine] == ["SUCCESS"] * len(days)
+    assert [r.partition for r in sorted(mine, key=_start)] == days
+    assert all(_is_writer(r) for r in mine)
+    assert len(stack.sandbox_get("/_sandbox/ledger")["uploads"]) == ledger
 
 
 def test_ui_screenshot_of_the_asset_lineage(stack: DevStack, tmp_path: Path) -> None:
