@@ -6,9 +6,16 @@ and steps do not pay a subprocess start each (DAGSTER-NOTES §1.12).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
+
+# Dagster 1.13 rebuilds every sensor with `owners=` when it attaches resources to its job and
+# then warns that the parameter is in beta, though no sensor here sets it: noise in every run.
+warnings.filterwarnings(
+    "ignore", message="Parameter `owners` of initializer `SensorDefinition", category=dg.BetaWarning
+)
 
 
 @dg.definitions
