@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"runs, {time.monotonic() - filed:.0f} s"
             )
     print(f"Done in {time.monotonic() - started:.0f} s")
-    _summary(load_settings().duckdb_path, home, refused[0] if refused else None)
-    return 0
+    database = load_settings().duckdb_path
+    _summary(database, home, refused[0] if refused else None)
+    return 1 if _waiting_at_anaf(database) else 0
 
 
 def _refuse_first_company_buyer(server: Any) -> list[str]:
@@ -143,7 +144,7 @@ def _follow_answers(definitions: Any, instance: Any, server: Any, settings: Any)
     job = definitions.resolve_job_def("efactura_status_job")
     log = _PrintLog()
     cursor: str | None = None
-    now = datetime.fromtimestamp(server.clock.now(), UTC)
+    now = datetime.now(UTC)  # the uploads were stamped with the real time
     runs = 0
     for tick in range(1, MAX_TICKS + 1):
         now += SENSOR_INTERVAL
