@@ -7,6 +7,7 @@ the graph shows state, and photographs the global asset lineage page with headle
 (scripts/ensure-test-tools.sh installs it).
 
     .venv/bin/python scripts/screenshot_ui.py [--days 3] [--output docs/asset-graph.png]
+    .venv/bin/python scripts/screenshot_ui.py --ui http://127.0.0.1:3000   # a running `make dev`
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from invoicesync_dagster.sandbox.dagster_dev import (
     REPO,
     ChromiumMissing,
+    DevStack,
     boot,
     capture,
     chromium,
@@ -27,6 +29,8 @@ from invoicesync_dagster.sandbox.dagster_dev import (
 )
 
 MIN_COLOURS = 500  # a blank page, spinner or error box has far fewer
+# Assets the page must name (from the rendered DOM) for the picture to count as the graph.
+SHOWN = ("stripe_invoices", "customer_tax_profiles", "efactura_submissions")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,12 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "asset-graph.png")
     parser.add_argument("--budget-ms", type=int, default=20_000, help="Chromium virtual time")
     parser.add_argument("--keep", action="store_true", help="keep the throw-away folder")
+    parser.add_argument(
+        "--ui",
+        metavar="URL",
+        help="photograph the Dagster UI at URL instead of booting one",
+    )
     args = parser.parse_args(argv)
     try:
         chromium()
     except ChromiumMissing as error:
         print(error, file=sys.stderr)
         return 1
+    if args.ui:
+        running = DevStack(Path.cwd(), {}, sandbox_url="", ui_url=args.ui.rstrip("/"), days=[])
+        return _photograph(running, args)
 
     workdir = Path(tempfile.mkdtemp(prefix="invoicesync-screenshot-"))
     with boot(workdir, days=max(args.days, 1)) as stack:
@@ -54,23 +66,28 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"runs failed for {failed}; logs in {workdir}", file=sys.stderr)
                 return 1
             print(f"materialized {args.days} days in {time.monotonic() - started:.1f} s")
-        url = stack.lineage_url()
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        shot = capture(url, args.output, budget_ms=args.budget_ms)
+        status = _photograph(stack, args)
+    if not args.keep:
+        _remove(workdir)
+    return status
+
+
+def _photograph(stack: DevStack, args: argparse.Namespace) -> int:
+    url = stack.lineage_url()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    shot = capture(url, args.output, budget_ms=args.budget_ms)
     summary = png_summary(args.output)
     print(
         f"{args.output}: {summary.width}x{summary.height}, {summary.colours} colours, "
         f"taken in {shot.seconds:.1f} s from {url}"
     )
-    missing = [name for name in ("stripe_invoices", "efactura_submissions") if name not in shot.dom]
+    missing = [name for name in SHOWN if name not in shot.dom]
     if summary.colours < MIN_COLOURS or missing:
         print(
             f"the page does not show the asset graph (missing {missing}); see {args.output}",
             file=sys.stderr,
         )
         return 1
-    if not args.keep:
-        _remove(workdir)
     return 0
 
 
