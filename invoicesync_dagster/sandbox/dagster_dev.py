@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 LOCATION = "invoicesync_dagster"
 LOOPBACK = "127.0.0.1"
-ENSURE_CHROMIUM = "scripts/ensure-test-tools.sh"
+ENSURE_TOOLS = "scripts/ensure-test-tools.sh"
 RUNNING = frozenset({"STARTING", "STARTED", "CANCELING"})  # a run process may hold DuckDB
 DONE = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 # Every outside service the code location calls: set to the sandbox, so nothing leaves 127.0.0.1.
@@ -486,7 +486,7 @@ def chromium() -> str:
         if found:
             return found
     raise ChromiumMissing(
-        f"headless Chromium is not installed: run {ENSURE_CHROMIUM} (as root it installs "
+        f"headless Chromium is not installed: run {ENSURE_TOOLS} (as root it installs "
         "Debian's chromium with apt-get; otherwise it prints the command)"
     )
 
