@@ -7,19 +7,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import dagster as dg
-import httpx
 import pytest
 
 from invoicesync_dagster.clients.anaf.efactura import EfacturaClient
-from invoicesync_dagster.clients.anaf.oauth import AnafOAuthClient, TokenStore
 from invoicesync_dagster.defs.efactura import status
 from invoicesync_dagster.defs.resources import AnafResource, WarehouseResource
 from invoicesync_dagster.efactura.model import build_document
 from invoicesync_dagster.efactura.ubl import xml_bytes
-from invoicesync_dagster.sandbox.anaf_oauth_fake import SANDBOX_CLIENT
+from invoicesync_dagster.sandbox.anaf_oauth_fake import SANDBOX_CLIENT, sandbox_login
 from invoicesync_dagster.sandbox.server import SandboxServer
 from invoicesync_dagster.warehouse import submissions
 from invoicesync_dagster.warehouse.database import connect
@@ -85,15 +83,7 @@ def world(
     sandbox.clock.set(int(T0.timestamp()))
     sandbox.anaf_efactura.processing_seconds = 300
     sandbox.registry.add_records([{"date_generale": {"cui": int(KNOWN_BUYER)}}])
-    oauth = AnafOAuthClient(
-        sandbox.url,
-        SANDBOX_CLIENT.client_id,
-        SANDBOX_CLIENT.client_secret,
-        SANDBOX_CLIENT.redirect_uri,
-    )
-    authorize = httpx.get(oauth.authorize_url("state"))
-    code = parse_qs(urlsplit(authorize.headers["location"]).query)["code"][0]
-    TokenStore(home / "anaf_tokens.json").save(oauth.exchange_code(code))
+    sandbox_login(sandbox.url, SANDBOX_CLIENT, home / "anaf_tokens.json")
     url = sandbox.url
     resources = {
         "warehouse": WarehouseResource(database=str(tmp_path / "w.duckdb")),

@@ -189,11 +189,9 @@ def efactura_submissions(
                 continue
             try:
                 uploads.append(_send(client, warehouse, cif, filing, decision.next_attempt))
-                outcome["uploaded"] += 1
-                after[filing.document_id] = _AFTER_OUTCOME["uploaded"]
+                _tally(outcome, after, filing, "uploaded")
             except AnafUploadOutcomeUnknown:
-                outcome["unknown"] += 1
-                after[filing.document_id] = _AFTER_OUTCOME["unknown"]
+                _tally(outcome, after, filing, "unknown")
                 context.log.warning(
                     f"{filing.invoice_number}: ANAF's answer to the upload was lost; the next "
                     "run looks it up in ANAF's message list before sending anything again"
@@ -201,11 +199,9 @@ def efactura_submissions(
             except (AnafAuthError, AnafRateLimited) as error:
                 # Neither clears up by trying the next document: stop here, nothing is lost.
                 stop_reason = str(error)
-                outcome["refused"] += 1
-                after[filing.document_id] = _AFTER_OUTCOME["refused"]
+                _tally(outcome, after, filing, "refused")
             except AnafError as error:
-                outcome["refused"] += 1
-                after[filing.document_id] = _AFTER_OUTCOME["refused"]
+                _tally(outcome, after, filing, "refused")
                 context.log.error(f"{filing.invoice_number}: ANAF refused the upload: {error}")
     if stop_reason:
         context.log.error(f"filing stopped for this run: {stop_reason}")
@@ -365,6 +361,12 @@ def _send(
     return _upload_entry(filing, attempt, receipt.index)
 
 
+def _tally(outcome: Counter[str], after: dict[str, str], filing: _Filing, kind: str) -> None:
+    """Count what happened to `filing` and say where it now stands (the run's preview)."""
+    outcome[kind] += 1
+    after[filing.document_id] = _AFTER_OUTCOME[kind]
+
+
 def _upload_entry(filing: _Filing, attempt: int, index: str) -> dict[str, Any]:
     return {
         "index": index,
@@ -482,28 +484,23 @@ def _file_with_smartbill(
                     name = _reconcile_smartbill(client, warehouse, filing, attempts[-1], series)
                     if name:
                         created.append(name)
-                        outcome["reconciled"] += 1
-                        after[filing.document_id] = _AFTER_OUTCOME["reconciled"]
+                        _tally(outcome, after, filing, "reconciled")
                 elif decision.step is NextStep.SEND:
                     created.append(
                         _create(client, warehouse, filing, decision.next_attempt, series)
                     )
-                    outcome["created"] += 1
-                    after[filing.document_id] = _AFTER_OUTCOME["created"]
+                    _tally(outcome, after, filing, "created")
             except SmartBillOutcomeUnknown:
-                outcome["unknown"] += 1
-                after[filing.document_id] = _AFTER_OUTCOME["unknown"]
+                _tally(outcome, after, filing, "unknown")
                 context.log.warning(
                     f"{filing.invoice_number}: SmartBill's answer was lost; the next run checks "
                     "whether it created the invoice before creating anything again"
                 )
             except (SmartBillAuthError, SmartBillRateLimited) as error:
                 stop_reason = str(error)
-                outcome["refused"] += 1
-                after[filing.document_id] = _AFTER_OUTCOME["refused"]
+                _tally(outcome, after, filing, "refused")
             except SmartBillError as error:
-                outcome["refused"] += 1
-                after[filing.document_id] = _AFTER_OUTCOME["refused"]
+                _tally(outcome, after, filing, "refused")
                 context.log.error(f"{filing.invoice_number}: SmartBill refused it: {error}")
     if stop_reason:
         context.log.error(f"filing stopped for this run: {stop_reason}")
